@@ -1,0 +1,58 @@
+# Slipway. `make test` is the one command CI runs (.ci/run): it builds or reuses every real part
+# it needs (cached under $XDG_CACHE_HOME/slipway), starts and stops its own servers, and runs all
+# tiers of tests.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
+FUZZTIME ?= 10s
+
+.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets clean
+
+all: build
+
+build: ## Build bin/slipway (static).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/slipway ./cmd/slipway
+
+generate: ## Regenerate deepcopy code and the CRD from the API types.
+	CG=$$(hack/tool.sh controller-gen); \
+	$$CG object paths=./internal/api/... && \
+	$$CG crd:allowDangerousTypes=false paths=./internal/api/... output:crd:artifacts:config=charts/slipway/crds
+
+check-generated: generate ## Fail if generated files are stale.
+	@git diff --exit-code -- internal/api charts/slipway/crds || \
+	  { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
+
+lint: ## go vet and gofmt.
+	$(GO) vet ./...
+	@out=$$(gofmt -l cmd internal hack test 2>/dev/null); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
+
+envtest-assets: ## Build (once) kube-apiserver, etcd and kubectl for envtest.
+	@hack/kube-binaries.sh kube-apiserver etcd kubectl >/dev/null
+
+test: envtest-assets check-generated lint ## Everything: unit, integration, fuzz smoke.
+	KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh kube-apiserver etcd kubectl) \
+	  $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+unit: ## Only tests that need no real servers.
+	$(GO) test -short ./...
+
+fuzz: ## Run each fuzz target for FUZZTIME.
+	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+	    echo "fuzz $$spec $$f"; \
+	    $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) >/dev/null || \
+	      { $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); exit 1; }; \
+	  done; \
+	done
+
+bench: envtest-assets ## Intake benchmark against the real API server.
+	KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh kube-apiserver etcd kubectl) \
+	  $(GO) test -run '^$$' -bench . -benchmem ./internal/intake/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/forge"
+	"github.com/slipway-dev/slipway/internal/forge/github"
+	"github.com/slipway-dev/slipway/internal/forge/gitlab"
+	"github.com/slipway-dev/slipway/internal/intake"
+)
+
+// drainTimeout is how long in-flight deliveries may finish after SIGTERM; Kubernetes' default
+// grace period is 30 s.
+const drainTimeout = 20 * time.Second
+
+func newServeCommand() *cobra.Command {
+	var configPath string
+	flagValues := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Receive forge webhooks and record them as Builds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := config.Default()
+			if configPath != "" {
+				var err error
+				if c, err = config.Load(configPath); err != nil {
+					return err
+				}
+			}
+			// Flags override the file, but only those given on the command line.
+			f := cmd.Flags()
+			for name, dst := range map[string]*string{
+				"listen": &c.Listen, "kubeconfig": &c.Kubeconfig, "namespace": &c.Namespace,
+				"github-webhook-secret-file": &c.GitHub.WebhookSecretFile,
+				"gitlab-webhook-secret-file": &c.GitLab.WebhookSecretFile,
+				"gitlab-signing-secret-file": &c.GitLab.SigningSecretFile,
+			} {
+				if f.Changed(name) {
+					v, _ := f.GetString(name)
+					*dst = v
+				}
+			}
+			if err := c.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration: %w", err)
+			}
+			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			return serve(cmd.Context(), c, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "YAML configuration file; flags override its keys")
+	f.StringVar(&flagValues.Listen, "listen", flagValues.Listen, "address for webhooks, health and metrics")
+	f.StringVar(&flagValues.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster)")
+	f.StringVar(&flagValues.Namespace, "namespace", flagValues.Namespace, "namespace where Builds are created")
+	f.StringVar(&flagValues.GitHub.WebhookSecretFile, "github-webhook-secret-file", "", "file holding the GitHub App's webhook secret")
+	f.StringVar(&flagValues.GitLab.WebhookSecretFile, "gitlab-webhook-secret-file", "", "file holding GitLab's X-Gitlab-Token secret")
+	f.StringVar(&flagValues.GitLab.SigningSecretFile, "gitlab-signing-secret-file", "", "file holding GitLab's webhook signing token (optional)")
+	return cmd
+}
+
+func serve(ctx context.Context, c config.Serve, log *slog.Logger) error {
+	receivers, err := newReceivers(c)
+	if err != nil {
+		return err
+	}
+	restCfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		return fmt.Errorf("building scheme: %w", err)
+	}
+	kube, err := client.New(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("creating discovery client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := intake.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	h, err := intake.NewHandler(intake.Options{
+		Client: kube, Namespace: c.Namespace, Receivers: receivers, Log: log, Metrics: metrics,
+	})
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	h.Register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// Ready only while the API server answers: without it no delivery can be recorded, and
+		// a 503 from a load balancer is better than accepting and failing.
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := disco.RESTClient().Get().AbsPath("/readyz").Do(ctx).Error(); err != nil {
+			http.Error(w, "API server unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+
+	srv := &http.Server{
+		Addr:              c.Listen,
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.Listen, err)
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "namespace", c.Namespace, "forges", len(receivers))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("draining", "timeout", drainTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("draining: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newReceivers(c config.Serve) (map[v1alpha1.Forge]forge.Receiver, error) {
+	rs := map[v1alpha1.Forge]forge.Receiver{}
+	if c.GitHub.WebhookSecretFile != "" {
+		secret, err := config.ReadSecret("github.webhookSecretFile", c.GitHub.WebhookSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		if rs[v1alpha1.ForgeGitHub], err = github.NewReceiver(secret); err != nil {
+			return nil, err
+		}
+	}
+	if c.GitLab.WebhookSecretFile != "" {
+		token, err := config.ReadSecret("gitlab.webhookSecretFile", c.GitLab.WebhookSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		var signing []byte
+		if c.GitLab.SigningSecretFile != "" {
+			if signing, err = config.ReadSecret("gitlab.signingSecretFile", c.GitLab.SigningSecretFile); err != nil {
+				return nil, err
+			}
+		}
+		if rs[v1alpha1.ForgeGitLab], err = gitlab.NewReceiver(token, signing, nil); err != nil {
+			return nil, err
+		}
+	}
+	return rs, nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("in-cluster config (pass --kubeconfig outside a cluster): %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}

@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets clean
+.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets dev-apiserver clean
 
 all: build
 
@@ -56,3 +56,6 @@ bench: envtest-assets ## Intake benchmark against the real API server.
 
 clean:
 	rm -rf bin
+
+dev-apiserver: envtest-assets ## Run a real API server with the Build CRD until Ctrl-C.
+	KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh kube-apiserver etcd kubectl) $(GO) run ./hack/dev-apiserver

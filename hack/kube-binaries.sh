@@ -14,6 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BIN_DIR=$SLIPWAY_CACHE/k8s/v$K8S_VERSION/bin
 WORK=$SLIPWAY_CACHE/k8s/v$K8S_VERSION/build
 mkdir -p "$BIN_DIR" "$WORK/k8s" "$WORK/etcd"
+# One build at a time: tests, make and the cluster scripts may all ask at once.
+exec 9>"$SLIPWAY_CACHE/k8s/.lock"
+flock 9
 # Every build writes into the same output dir: wait for a build already running (e.g. envtest's
 # and the test cluster's at the same time) instead of racing it. Released when this script exits.
 exec 9>"$SLIPWAY_CACHE/k8s/v$K8S_VERSION/.build.lock"

@@ -64,7 +64,15 @@ func newServeCommand() *cobra.Command {
 				return fmt.Errorf("invalid configuration: %w", err)
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			return serve(cmd.Context(), c, log)
+			srv, err := newServer(c, log)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", c.Listen)
+			if err != nil {
+				return fmt.Errorf("listening on %s: %w", c.Listen, err)
+			}
+			return serve(cmd.Context(), srv, ln, log)
 		},
 	}
 	f := cmd.Flags()
@@ -78,42 +86,43 @@ func newServeCommand() *cobra.Command {
 	return cmd
 }
 
-func serve(ctx context.Context, c config.Serve, log *slog.Logger) error {
+// newServer wires intake, health and metrics from the configuration.
+func newServer(c config.Serve, log *slog.Logger) (*http.Server, error) {
 	receivers, err := newReceivers(c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building scheme: %w", err)
+		return nil, fmt.Errorf("building scheme: %w", err)
 	}
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("building scheme: %w", err)
+		return nil, fmt.Errorf("building scheme: %w", err)
 	}
 	kube, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return fmt.Errorf("creating Kubernetes client: %w", err)
+		return nil, fmt.Errorf("creating Kubernetes client: %w", err)
 	}
 	disco, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
-		return fmt.Errorf("creating discovery client: %w", err)
+		return nil, fmt.Errorf("creating discovery client: %w", err)
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := intake.NewMetrics(reg)
 	if err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
+		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	h, err := intake.NewHandler(intake.Options{
 		Client: kube, Namespace: c.Namespace, Receivers: receivers, Log: log, Metrics: metrics,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	mux := http.NewServeMux()
@@ -132,19 +141,19 @@ func serve(ctx context.Context, c config.Serve, log *slog.Logger) error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 
-	srv := &http.Server{
+	return &http.Server{
 		Addr:              c.Listen,
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", c.Listen, err)
-	}
-	log.Info("serving", "addr", ln.Addr().String(), "namespace", c.Namespace, "forges", len(receivers))
+	}, nil
+}
+
+// serve answers on ln until ctx is done, then drains in-flight deliveries: a delivery that was
+// being recorded is answered, so the forge does not count it as failed.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
+	log.Info("serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

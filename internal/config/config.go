@@ -65,11 +65,11 @@ func (c Serve) Validate() error {
 	if errs := validation.IsDNS1123Label(c.Namespace); len(errs) > 0 {
 		return fmt.Errorf("namespace: %q is not a namespace name: %s", c.Namespace, strings.Join(errs, "; "))
 	}
-	if c.GitHub.WebhookSecretFile == "" && c.GitLab.WebhookSecretFile == "" {
-		return errors.New("github.webhookSecretFile or gitlab.webhookSecretFile: configure at least one forge")
-	}
 	if c.GitLab.SigningSecretFile != "" && c.GitLab.WebhookSecretFile == "" {
 		return errors.New("gitlab.signingSecretFile: needs gitlab.webhookSecretFile as well")
+	}
+	if c.GitHub.WebhookSecretFile == "" && c.GitLab.WebhookSecretFile == "" {
+		return errors.New("github.webhookSecretFile or gitlab.webhookSecretFile: configure at least one forge")
 	}
 	return nil
 }

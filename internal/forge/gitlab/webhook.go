@@ -148,6 +148,11 @@ func Parse(event string, body []byte) (forge.Delivery, error) {
 	if err != nil {
 		return forge.Delivery{}, forge.Invalidf("%s payload: %v", event, err)
 	}
+	// GitLab names the kind in the body too. A mismatch means the header was changed or the
+	// body is not what it claims, and fields would be read from the wrong places.
+	if kind, want := objectKind(payload); kind != want {
+		return forge.Delivery{}, forge.Invalidf("%s with object_kind %q, want %q", event, forge.Truncate(kind), want)
+	}
 	switch e := payload.(type) {
 	case *gl.PushEvent:
 		d.Sender = e.UserUsername
@@ -163,6 +168,19 @@ func Parse(event string, body []byte) (forge.Delivery, error) {
 		return mergeRequest(d, e)
 	}
 	return forge.Delivery{}, forge.Invalidf("unexpected payload type %T for event %q", payload, event)
+}
+
+// objectKind returns the payload's object_kind and the one its hook type must carry.
+func objectKind(payload any) (got, want string) {
+	switch e := payload.(type) {
+	case *gl.PushEvent:
+		return e.ObjectKind, "push"
+	case *gl.TagEvent:
+		return e.ObjectKind, "tag_push"
+	case *gl.MergeEvent:
+		return e.ObjectKind, "merge_request"
+	}
+	return "", ""
 }
 
 // project is the part of a GitLab project that every hook carries.

@@ -64,6 +64,11 @@ func Start() (*Env, error) {
 	return &Env{Config: cfg, Client: c, Scheme: scheme, env: env}, nil
 }
 
+// AddUser adds a user with a client certificate, e.g. for writing a kubeconfig.
+func (e *Env) AddUser(u envtest.User, base *rest.Config) (*envtest.AuthenticatedUser, error) {
+	return e.env.AddUser(u, base)
+}
+
 // Stop stops the API server and etcd and removes their data.
 func (e *Env) Stop() error {
 	return e.env.Stop()

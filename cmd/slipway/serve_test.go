@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
+	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/forge/github"
+	"github.com/slipway-dev/slipway/internal/testbed/apiserver"
+)
+
+var env *apiserver.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	if env, err = apiserver.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the API server:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	return m.Run()
+}
+
+func writeFile(t *testing.T, dir, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestServeEndToEnd runs the real `serve` wiring against the real API server: a signed
+// delivery becomes a Build, health and metrics answer, and SIGTERM (context cancel) drains a
+// delivery that is still being received instead of dropping it.
+func TestServeEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	user, err := env.AddUser(envtest.User{Name: "serve-test", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "serve-"}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	c := config.Default()
+	c.Namespace = ns.Name
+	c.Kubeconfig = writeFile(t, dir, "kubeconfig", kc)
+	c.GitHub.WebhookSecretFile = writeFile(t, dir, "secret", []byte("s3cret\n"))
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	srv, err := newServer(c, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	active := make(chan struct{}, 16)
+	srv.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateActive {
+			active <- struct{}{}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, srv, ln, log) }()
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+
+	body, err := os.ReadFile("../../testdata/github/webhooks/push.none.4.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(delivery string, r io.Reader) (*http.Response, error) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/hooks/github", r)
+		req.Header.Set(github.HeaderEvent, "push")
+		req.Header.Set(github.HeaderDelivery, delivery)
+		req.Header.Set(github.HeaderSignature256, github.Sign([]byte("s3cret"), body))
+		req.ContentLength = int64(len(body))
+		return http.DefaultClient.Do(req)
+	}
+	resp, err := post("serve-1", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("delivery: %d", resp.StatusCode)
+	}
+
+	// Start a delivery whose body is still arriving, then stop the server.
+	drain(active)
+	pr, pw := io.Pipe()
+	type result struct {
+		code int
+		err  error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		resp, err := post("serve-2", pr)
+		if err != nil {
+			slow <- result{err: err}
+			return
+		}
+		resp.Body.Close()
+		slow <- result{code: resp.StatusCode}
+	}()
+	if _, err := pw.Write(body[:100]); err != nil {
+		t.Fatal(err)
+	}
+	select { // the slow request has reached the server
+	case <-active:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow delivery never reached the server")
+	}
+	cancel()
+	waitFor(t, func() bool { // the listener is closed; the open request is not
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if _, err := pw.Write(body[100:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if r := <-slow; r.err != nil || r.code != http.StatusAccepted {
+		t.Fatalf("in-flight delivery during shutdown: %+v", r)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+
+	var l v1alpha1.BuildList
+	if err := env.Client.List(context.Background(), &l, client.InNamespace(ns.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 2 {
+		t.Fatalf("%d Builds, want 2", len(l.Items))
+	}
+	for _, want := range []string{`"delivery":"serve-1"`, `"outcome":"created"`, `"repo":"Codertocat/Hello-World"`, `"msg":"draining"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs.String())
+		}
+	}
+}
+
+func drain(c chan struct{}) {
+	for len(c) > 0 {
+		<-c
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatal("condition not met within 10s")
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown key", []string{"--config", writeFile(t, dir, "a.yaml", []byte("lisen: :1\n"))}, `unknown field "lisen"`},
+		{"no forge", []string{"--listen", "127.0.0.1:0"}, "configure at least one forge"},
+		{"flag overrides file", []string{"--config", writeFile(t, dir, "b.yaml", []byte("namespace: ok\ngithub: {webhookSecretFile: /x}\n")), "--namespace", "Bad_NS"}, "namespace:"},
+		{"missing secret file", []string{"--github-webhook-secret-file", filepath.Join(dir, "none")}, "github.webhookSecretFile"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := newRootCommand()
+			cmd.SetArgs(append([]string{"serve", "--kubeconfig", "/nonexistent"}, tc.args...))
+			cmd.SetOut(io.Discard)
+			cmd.SetErr(io.Discard)
+			err := cmd.ExecuteContext(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -27,7 +27,7 @@ check-generated: generate ## Fail if generated files are stale.
 
 lint: ## go vet and gofmt.
 	$(GO) vet ./...
-	@out=$$(gofmt -l cmd internal hack test 2>/dev/null); \
+	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*' | xargs gofmt -l); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 
 envtest-assets: ## Build (once) kube-apiserver, etcd and kubectl for envtest.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -37,6 +38,15 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	flag.Parse()
+	// Fuzz workers are separate processes that each run TestMain; the fuzz targets use an
+	// in-memory client, so they need no API server (and many of them at once would crowd it).
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return m.Run()
+	}
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		return m.Run()
+	}
 	var err error
 	if env, err = apiserver.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting the API server:", err)

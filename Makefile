@@ -45,8 +45,8 @@ fuzz: ## Run each fuzz target for FUZZTIME.
 	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal | xargs -n1 dirname | sort -u); do \
 	  for f in $$(grep -h '^func Fuzz' $$spec/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
 	    echo "fuzz $$spec $$f"; \
-	    $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) >/dev/null || \
-	      { $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME); exit 1; }; \
+	    $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x >/dev/null || \
+	      { $(GO) test ./$$spec -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x; exit 1; }; \
 	  done; \
 	done
 

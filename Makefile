@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets dev-apiserver clean
+.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds dev-apiserver clean
 
 all: build
 
@@ -19,10 +19,11 @@ build: ## Build bin/slipway (static).
 generate: ## Regenerate deepcopy code and the CRD from the API types.
 	CG=$$(hack/tool.sh controller-gen); \
 	$$CG object paths=./internal/api/... && \
-	$$CG crd:allowDangerousTypes=false paths=./internal/api/... output:crd:artifacts:config=charts/slipway/crds
+	$$CG crd:allowDangerousTypes=false paths=./internal/api/... output:crd:artifacts:config=charts/slipway/crds && \
+	$$CG rbac:roleName=slipway-controller paths=./internal/controller/... output:rbac:artifacts:config=charts/slipway/files/rbac
 
 check-generated: generate ## Fail if generated files are stale.
-	@git diff --exit-code -- internal/api charts/slipway/crds || \
+	@git diff --exit-code -- internal/api charts/slipway/crds charts/slipway/files/rbac || \
 	  { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
 
 lint: ## go vet and gofmt.
@@ -33,7 +34,10 @@ lint: ## go vet and gofmt.
 envtest-assets: ## Build (once) kube-apiserver, etcd and kubectl for envtest.
 	@hack/kube-binaries.sh kube-apiserver etcd kubectl >/dev/null
 
-test: envtest-assets check-generated lint ## Everything: unit, integration, fuzz smoke.
+testbeds: envtest-assets ## Build or install (once) every real part the tests start.
+	hack/buildkit/ensure.sh
+
+test: testbeds check-generated lint ## Everything: unit, integration, fuzz smoke.
 	KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh kube-apiserver etcd kubectl) \
 	  $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz

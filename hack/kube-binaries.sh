@@ -17,10 +17,6 @@ mkdir -p "$BIN_DIR" "$WORK/k8s" "$WORK/etcd"
 # One build at a time: tests, make and the cluster scripts may all ask at once.
 exec 9>"$SLIPWAY_CACHE/k8s/.lock"
 flock 9
-# Every build writes into the same output dir: wait for a build already running (e.g. envtest's
-# and the test cluster's at the same time) instead of racing it. Released when this script exits.
-exec 9>"$SLIPWAY_CACHE/k8s/v$K8S_VERSION/.build.lock"
-flock 9
 
 want=("$@")
 [ ${#want[@]} -eq 0 ] && want=(kube-apiserver etcd kubectl)

@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	// One file per subcommand: serve.go, build.go.
-	root.AddCommand(newVersionCommand(), newServeCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newBuildCommand())
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,14 +19,21 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
 	"github.com/slipway-dev/slipway/internal/config"
+	"github.com/slipway-dev/slipway/internal/controller"
 	"github.com/slipway-dev/slipway/internal/forge"
 	"github.com/slipway-dev/slipway/internal/forge/github"
 	"github.com/slipway-dev/slipway/internal/forge/gitlab"
 	"github.com/slipway-dev/slipway/internal/intake"
+	"github.com/slipway-dev/slipway/internal/podspec"
 )
 
 // drainTimeout is how long in-flight deliveries may finish after SIGTERM; Kubernetes' default
@@ -60,11 +68,14 @@ func newServeCommand() *cobra.Command {
 					*dst = v
 				}
 			}
+			if f.Changed("controller") {
+				c.Controller.Enabled, _ = f.GetBool("controller")
+			}
 			if err := c.Validate(); err != nil {
 				return fmt.Errorf("invalid configuration: %w", err)
 			}
 			log := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			srv, err := newServer(c, log)
+			srv, mgr, err := newServer(cmd.Context(), c, log)
 			if err != nil {
 				return err
 			}
@@ -72,7 +83,7 @@ func newServeCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listening on %s: %w", c.Listen, err)
 			}
-			return serve(cmd.Context(), srv, ln, log)
+			return serve(cmd.Context(), srv, mgr, ln, log)
 		},
 	}
 	f := cmd.Flags()
@@ -83,51 +94,60 @@ func newServeCommand() *cobra.Command {
 	f.StringVar(&flagValues.GitHub.WebhookSecretFile, "github-webhook-secret-file", "", "file holding the GitHub App's webhook secret")
 	f.StringVar(&flagValues.GitLab.WebhookSecretFile, "gitlab-webhook-secret-file", "", "file holding GitLab's X-Gitlab-Token secret")
 	f.StringVar(&flagValues.GitLab.SigningSecretFile, "gitlab-signing-secret-file", "", "file holding GitLab's webhook signing token (optional)")
+	f.Bool("controller", true, "run the Build controller (leader-elected) next to intake")
 	return cmd
 }
 
-// newServer wires intake, health and metrics from the configuration.
-func newServer(c config.Serve, log *slog.Logger) (*http.Server, error) {
+// newServer wires intake, health and metrics, and the controller manager when enabled.
+func newServer(ctx context.Context, c config.Serve, log *slog.Logger) (*http.Server, manager.Manager, error) {
 	receivers, err := newReceivers(c)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("building scheme: %w", err)
+		return nil, nil, fmt.Errorf("building scheme: %w", err)
 	}
 	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("building scheme: %w", err)
+		return nil, nil, fmt.Errorf("building scheme: %w", err)
 	}
 	kube, err := client.New(restCfg, client.Options{Scheme: scheme})
 	if err != nil {
-		return nil, fmt.Errorf("creating Kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("creating Kubernetes client: %w", err)
 	}
 	disco, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("creating discovery client: %w", err)
+		return nil, nil, fmt.Errorf("creating discovery client: %w", err)
+	}
+
+	var mgr manager.Manager
+	if c.Controller.Enabled {
+		if mgr, err = newManager(ctx, restCfg, scheme, c, log); err != nil {
+			return nil, nil, err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := intake.NewMetrics(reg)
 	if err != nil {
-		return nil, fmt.Errorf("registering metrics: %w", err)
+		return nil, nil, fmt.Errorf("registering metrics: %w", err)
 	}
 	h, err := intake.NewHandler(intake.Options{
 		Client: kube, Namespace: c.Namespace, Receivers: receivers, Log: log, Metrics: metrics,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	mux := http.NewServeMux()
 	h.Register(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// One /metrics for intake's registry and controller-runtime's (reconcile counts, queue depth).
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		// Ready only while the API server answers: without it no delivery can be recorded, and
@@ -147,18 +167,31 @@ func newServer(c config.Serve, log *slog.Logger) (*http.Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
-	}, nil
+	}, mgr, nil
 }
 
 // serve answers on ln until ctx is done, then drains in-flight deliveries: a delivery that was
 // being recorded is answered, so the forge does not count it as failed.
-func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
-	log.Info("serving", "addr", ln.Addr().String())
+//
+// The manager (nil when the controller is off) runs beside it. Intake answers on every replica;
+// only the manager waits for leadership.
+func serve(ctx context.Context, srv *http.Server, mgr manager.Manager, ln net.Listener, log *slog.Logger) error {
+	log.Info("serving", "addr", ln.Addr().String(), "controller", mgr != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	mgrCtx, stopMgr := context.WithCancel(ctx)
+	defer stopMgr()
+	mgrErr := make(chan error, 1)
+	if mgr != nil {
+		go func() { mgrErr <- mgr.Start(mgrCtx) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serving: %w", err)
+	case err := <-mgrErr:
+		// The manager returns early when it loses its lease; exit so the pod restarts clean.
+		_ = srv.Close()
+		return fmt.Errorf("controller stopped: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("draining", "timeout", drainTimeout.String())
@@ -170,8 +203,65 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Log
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	stopMgr()
+	if mgr != nil {
+		if err := <-mgrErr; err != nil {
+			return fmt.Errorf("stopping controller: %w", err)
+		}
+	}
 	log.Info("stopped")
 	return nil
+}
+
+// newManager builds the leader-elected controller manager, watching the build namespace only.
+func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, c config.Serve, log *slog.Logger) (manager.Manager, error) {
+	cc := c.Controller
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Logger:                        logr.FromSlogHandler(log.Handler()),
+		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served on --listen
+		HealthProbeBindAddress:        "0",
+		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{c.Namespace: {}}},
+		LeaderElection:                cc.LeaderElection,
+		LeaderElectionID:              "slipway-controller",
+		LeaderElectionNamespace:       c.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating controller manager: %w", err)
+	}
+	opts := controller.Options{
+		Pod: podspec.Settings{
+			Shape: podspec.Shape(cc.Shape), BuilderImage: cc.BuilderImage, BuildKitImage: cc.BuildKitImage,
+			ImagePullPolicy: cc.ImagePullPolicy, BuilderResources: cc.BuilderResources, BuildKitResources: cc.BuildKitResources,
+			NodeSelector: cc.NodeSelector, Tolerations: cc.Tolerations, PriorityClassName: cc.PriorityClassName,
+			DefaultTimeout: cc.DefaultTimeout.Duration, RegistryPrefix: cc.RegistryPrefix,
+			InsecureRegistries: cc.InsecureRegistries, PushSecretName: cc.PushSecretName,
+		},
+		Limits: controller.Limits{MaxRunning: cc.MaxRunning, MaxRunningPerRepo: cc.MaxRunningPerRepo},
+		Supersede: controller.SupersedePolicy{Branches: cc.Supersede.Branches, Tags: cc.Supersede.Tags,
+			PullRequests: cc.Supersede.PullRequests, Repos: cc.Supersede.Repos},
+		Waits:        controller.Waits{ImagePull: cc.ImagePullTimeout.Duration, Unschedulable: cc.UnschedulableTimeout.Duration},
+		PodRetention: cc.PodRetention.Duration,
+		KeepPerRepo:  cc.KeepPerRepo,
+		KeepFor:      cc.KeepFor.Duration,
+		CancelGrace:  10 * time.Second,
+		Now:          time.Now,
+	}
+	if err := opts.Pod.Validate(); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	if cc.CloneTokenSecret != "" {
+		opts.Tokens = controller.SecretToken{Reader: mgr.GetAPIReader(), Name: cc.CloneTokenSecret}
+	}
+	r := &controller.Reconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("slipway"),
+		Log: log.With("component", "controller"), Opts: opts,
+	}
+	if err := controller.Setup(ctx, mgr, r); err != nil {
+		return nil, err
+	}
+	return mgr, nil
 }
 
 func newReceivers(c config.Serve) (map[v1alpha1.Forge]forge.Receiver, error) {

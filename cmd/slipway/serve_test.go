@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,9 +72,21 @@ func TestServeEndToEnd(t *testing.T) {
 	c.Namespace = ns.Name
 	c.Kubeconfig = writeFile(t, dir, "kubeconfig", kc)
 	c.GitHub.WebhookSecretFile = writeFile(t, dir, "secret", []byte("s3cret\n"))
-	var logs bytes.Buffer
+	c.Controller.BuilderImage = "registry.test/slipway:dev"
+	c.Controller.BuildKitImage = "registry.test/buildkit:dev"
+	c.Controller.RegistryPrefix = "registry.test/builds"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns.Name}}
+	if err := env.Client.Create(context.Background(), sa); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
-	srv, err := newServer(c, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, mgr, err := newServer(ctx, c, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +101,8 @@ func TestServeEndToEnd(t *testing.T) {
 			active <- struct{}{}
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, srv, ln, log) }()
+	go func() { done <- serve(ctx, srv, mgr, ln, log) }()
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get(base + path)
@@ -124,6 +135,11 @@ func TestServeEndToEnd(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("delivery: %d", resp.StatusCode)
 	}
+	// The controller (leader-elected, in the same process) turns the Build into a pod.
+	waitFor(t, func() bool {
+		var pods corev1.PodList
+		return env.Client.List(context.Background(), &pods, client.InNamespace(ns.Name)) == nil && len(pods.Items) == 1
+	})
 
 	// Start a delivery whose body is still arriving, then stop the server.
 	drain(active)
@@ -176,12 +192,25 @@ func TestServeEndToEnd(t *testing.T) {
 	if len(l.Items) != 2 {
 		t.Fatalf("%d Builds, want 2", len(l.Items))
 	}
-	for _, want := range []string{`"delivery":"serve-1"`, `"outcome":"created"`, `"repo":"Codertocat/Hello-World"`, `"msg":"draining"`} {
+	for _, want := range []string{`"delivery":"serve-1"`, `"outcome":"created"`, `"repo":"Codertocat/Hello-World"`, `"msg":"draining"`, `"to":"Pending"`} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("logs lack %s:\n%s", want, logs.String())
 		}
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for the server's and the controller's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func drain(c chan struct{}) {
 	for len(c) > 0 {
@@ -209,7 +238,7 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{"unknown key", []string{"--config", writeFile(t, dir, "a.yaml", []byte("lisen: :1\n"))}, `unknown field "lisen"`},
 		{"no forge", []string{"--listen", "127.0.0.1:0"}, "configure at least one forge"},
 		{"flag overrides file", []string{"--config", writeFile(t, dir, "b.yaml", []byte("namespace: ok\ngithub: {webhookSecretFile: /x}\n")), "--namespace", "Bad_NS"}, "namespace:"},
-		{"missing secret file", []string{"--github-webhook-secret-file", filepath.Join(dir, "none")}, "github.webhookSecretFile"},
+		{"missing secret file", []string{"--controller=false", "--github-webhook-secret-file", filepath.Join(dir, "none")}, "github.webhookSecretFile"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := newRootCommand()

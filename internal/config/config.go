@@ -9,7 +9,10 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
@@ -21,9 +24,52 @@ type Serve struct {
 	// Kubeconfig is a kubeconfig path; empty means in-cluster.
 	Kubeconfig string `json:"kubeconfig"`
 	// Namespace is where Builds are created.
-	Namespace string `json:"namespace"`
-	GitHub    GitHub `json:"github"`
-	GitLab    GitLab `json:"gitlab"`
+	Namespace  string     `json:"namespace"`
+	GitHub     GitHub     `json:"github"`
+	GitLab     GitLab     `json:"gitlab"`
+	Controller Controller `json:"controller"`
+}
+
+// Controller configures the Build reconciler that runs in the same process, leader-elected.
+type Controller struct {
+	// Enabled runs the reconciler; intake serves either way.
+	Enabled        bool `json:"enabled"`
+	LeaderElection bool `json:"leaderElection"`
+	// Shape is "userns" (hostUsers: false, preferred) or "rootless" (older nodes).
+	Shape           string            `json:"shape"`
+	BuilderImage    string            `json:"builderImage"`
+	BuildKitImage   string            `json:"buildkitImage"`
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy"`
+	// RegistryPrefix is where images of targets without an absolute image go.
+	RegistryPrefix     string   `json:"registryPrefix"`
+	InsecureRegistries []string `json:"insecureRegistries"`
+	// PushSecretName is a kubernetes.io/dockerconfigjson Secret in the build namespace.
+	PushSecretName string `json:"pushSecretName"`
+	// CloneTokenSecret is a Secret in the build namespace whose "token" key is copied into each
+	// build's own Secret, until tokens are minted per build by the forge.
+	CloneTokenSecret     string                      `json:"cloneTokenSecret"`
+	BuilderResources     corev1.ResourceRequirements `json:"builderResources"`
+	BuildKitResources    corev1.ResourceRequirements `json:"buildkitResources"`
+	NodeSelector         map[string]string           `json:"nodeSelector"`
+	Tolerations          []corev1.Toleration         `json:"tolerations"`
+	PriorityClassName    string                      `json:"priorityClassName"`
+	DefaultTimeout       metav1.Duration             `json:"defaultTimeout"`
+	MaxRunning           int                         `json:"maxRunning"`
+	MaxRunningPerRepo    int                         `json:"maxRunningPerRepo"`
+	Supersede            Supersede                   `json:"supersede"`
+	ImagePullTimeout     metav1.Duration             `json:"imagePullTimeout"`
+	UnschedulableTimeout metav1.Duration             `json:"unschedulableTimeout"`
+	PodRetention         metav1.Duration             `json:"podRetention"`
+	KeepPerRepo          int                         `json:"keepPerRepo"`
+	KeepFor              metav1.Duration             `json:"keepFor"`
+}
+
+// Supersede says which builds a newer one for the same ref and target cancels.
+type Supersede struct {
+	Branches     bool            `json:"branches"`
+	Tags         bool            `json:"tags"`
+	PullRequests bool            `json:"pullRequests"`
+	Repos        map[string]bool `json:"repos"`
 }
 
 // GitHub configures the GitHub App forge.
@@ -40,7 +86,18 @@ type GitLab struct {
 
 // Default returns the settings used when neither file nor flag says otherwise.
 func Default() Serve {
-	return Serve{Listen: ":8080", Namespace: "default"}
+	return Serve{Listen: ":8080", Namespace: "default", Controller: Controller{
+		Enabled: true, LeaderElection: true, Shape: "rootless", ImagePullPolicy: corev1.PullIfNotPresent,
+		DefaultTimeout:       metav1.Duration{Duration: 30 * time.Minute},
+		MaxRunning:           8,
+		MaxRunningPerRepo:    4,
+		Supersede:            Supersede{Branches: true, PullRequests: true},
+		ImagePullTimeout:     metav1.Duration{Duration: 3 * time.Minute},
+		UnschedulableTimeout: metav1.Duration{Duration: 10 * time.Minute},
+		PodRetention:         metav1.Duration{Duration: time.Hour},
+		KeepPerRepo:          50,
+		KeepFor:              metav1.Duration{Duration: 7 * 24 * time.Hour},
+	}}
 }
 
 // Load reads a YAML file over the defaults. Unknown keys are errors that name the key: a typo in
@@ -70,6 +127,32 @@ func (c Serve) Validate() error {
 	}
 	if c.GitHub.WebhookSecretFile == "" && c.GitLab.WebhookSecretFile == "" {
 		return errors.New("github.webhookSecretFile or gitlab.webhookSecretFile: configure at least one forge")
+	}
+	if c.Controller.Enabled {
+		if err := c.Controller.validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c Controller) validate() error {
+	switch {
+	case c.Shape != "userns" && c.Shape != "rootless":
+		return fmt.Errorf("controller.shape: %q is neither userns nor rootless", c.Shape)
+	case c.BuilderImage == "":
+		return errors.New("controller.builderImage: required when the controller is enabled")
+	case c.BuildKitImage == "":
+		return errors.New("controller.buildkitImage: required when the controller is enabled")
+	case c.DefaultTimeout.Duration <= 0:
+		return errors.New("controller.defaultTimeout: must be positive")
+	case c.MaxRunning < 0 || c.MaxRunningPerRepo < 0 || c.KeepPerRepo < 0:
+		return errors.New("controller.maxRunning, maxRunningPerRepo, keepPerRepo: must not be negative")
+	}
+	switch c.ImagePullPolicy {
+	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
+	default:
+		return fmt.Errorf("controller.imagePullPolicy: %q is not Always, IfNotPresent or Never", c.ImagePullPolicy)
 	}
 	return nil
 }

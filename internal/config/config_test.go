@@ -20,8 +20,13 @@ func TestLoadAndValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml, wantErr string
 	}{
-		{"minimal github", "github:\n  webhookSecretFile: /s\n", ""},
-		{"everything", "listen: 127.0.0.1:9000\nnamespace: builds\nkubeconfig: /k\ngithub: {webhookSecretFile: /a}\ngitlab: {webhookSecretFile: /b, signingSecretFile: /c}\n", ""},
+		{"minimal github", "github:\n  webhookSecretFile: /s\ncontroller: {enabled: false}\n", ""},
+		{"controller needs images", "github: {webhookSecretFile: /s}\n", "controller.builderImage"},
+		{"controller", "github: {webhookSecretFile: /s}\ncontroller: {builderImage: r.io/s:1, buildkitImage: r.io/b:1, shape: userns, defaultTimeout: 10m, maxRunning: 4}\n", ""},
+		{"controller bad shape", "github: {webhookSecretFile: /s}\ncontroller: {builderImage: a, buildkitImage: b, shape: privileged}\n", "controller.shape"},
+		{"controller bad duration", "github: {webhookSecretFile: /s}\ncontroller: {builderImage: a, buildkitImage: b, defaultTimeout: soon}\n", "time"},
+		{"controller bad pull policy", "github: {webhookSecretFile: /s}\ncontroller: {builderImage: a, buildkitImage: b, imagePullPolicy: Sometimes}\n", "controller.imagePullPolicy"},
+		{"everything", "listen: 127.0.0.1:9000\nnamespace: builds\nkubeconfig: /k\ngithub: {webhookSecretFile: /a}\ngitlab: {webhookSecretFile: /b, signingSecretFile: /c}\ncontroller: {enabled: false}\n", ""},
 		{"unknown top-level key", "listn: :8080\ngithub: {webhookSecretFile: /s}\n", `unknown field "listn"`},
 		{"unknown nested key", "github: {webhookSecret: x}\n", `unknown field "webhookSecret"`},
 		{"wrong type", "listen: [1]\ngithub: {webhookSecretFile: /s}\n", "listen"},

@@ -4,6 +4,7 @@
 package forge
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -89,4 +90,11 @@ func Truncate(s string) string {
 		return s
 	}
 	return s[:max] + "…"
+}
+
+// TokenSource mints the short-lived, read-only token the builder clones with. It is called by
+// the controller when a Build's pod is created, never by intake, and the token goes into a
+// per-build Secret that only the builder mounts.
+type TokenSource interface {
+	CloneToken(ctx context.Context, b *v1alpha1.Build) (string, error)
 }

@@ -260,6 +260,17 @@ type BuildStatus struct {
 	// cacheExport), derived from recorded timestamps rather than measured twice.
 	// +optional
 	Timings map[string]metav1.Duration `json:"timings,omitempty"`
+	// Steps counts Dockerfile steps, and how many came from cache.
+	// +optional
+	Steps *Steps `json:"steps,omitempty"`
+	// SupersededBy names the newer Build that canceled this one.
+	// +optional
+	SupersededBy string `json:"supersededBy,omitempty"`
+	// Transitions records when each phase was entered; timings derive from these rather than
+	// being measured twice.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Transitions []Transition `json:"transitions,omitempty"`
 	// Failure details the failing step when the builder reported one.
 	// +optional
 	Failure *Failure `json:"failure,omitempty"`
@@ -271,6 +282,18 @@ type BuildStatus struct {
 	// ObservedGeneration is the generation the controller last acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+}
+
+// Steps counts Dockerfile steps.
+type Steps struct {
+	Total  int32 `json:"total"`
+	Cached int32 `json:"cached"`
+}
+
+// Transition is the entry into one phase.
+type Transition struct {
+	Phase Phase       `json:"phase"`
+	Time  metav1.Time `json:"time"`
 }
 
 // Failure locates a failed build step.

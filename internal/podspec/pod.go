@@ -297,4 +297,3 @@ func execProbe(cmd ...string) corev1.ProbeHandler {
 }
 
 func ptr[T any](v T) *T { return &v }
-

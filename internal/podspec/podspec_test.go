@@ -60,7 +60,9 @@ func TestPodGolden(t *testing.T) {
 		shape Shape
 		in    func(Refs) Input
 	}{
-		{"rootless", ShapeRootless, func(r Refs) Input { return Input{Build: build(nil), Refs: r, GitTokenSecret: "github-0123456789abcdef-default-git", Push: true} }},
+		{"rootless", ShapeRootless, func(r Refs) Input {
+			return Input{Build: build(nil), Refs: r, GitTokenSecret: "github-0123456789abcdef-default-git", Push: true}
+		}},
 		{"userns", ShapeUserNamespace, func(r Refs) Input { return Input{Build: build(nil), Refs: r, Push: true} }},
 		{"fork-no-push", ShapeRootless, func(r Refs) Input { return Input{Build: build(nil), Refs: r, Push: false} }},
 	} {

@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds dev-apiserver clean
+.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds e2e dev-apiserver clean
 
 all: build
 
@@ -28,6 +28,7 @@ check-generated: generate ## Fail if generated files are stale.
 
 lint: ## go vet and gofmt.
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/...
 	@out=$$(find . -name '*.go' -not -path './.git/*' -not -path './bin/*' | xargs gofmt -l); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:" >&2; echo "$$out" >&2; exit 1; fi
 
@@ -36,11 +37,17 @@ envtest-assets: ## Build (once) kube-apiserver, etcd and kubectl for envtest.
 
 testbeds: envtest-assets ## Build or install (once) every real part the tests start.
 	hack/buildkit/ensure.sh
+	hack/kube-binaries.sh all >/dev/null
+	hack/cluster/runtime-binaries.sh >/dev/null
 
 test: testbeds check-generated lint ## Everything: unit, integration, fuzz smoke.
 	KUBEBUILDER_ASSETS=$$(hack/kube-binaries.sh kube-apiserver etcd kubectl) \
 	  $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+	$(MAKE) e2e
+
+e2e: ## End-to-end tests on the real single-node cluster, on both node runtimes.
+	hack/cluster/e2e.sh
 
 unit: ## Only tests that need no real servers.
 	$(GO) test -short ./...

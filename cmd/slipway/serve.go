@@ -216,6 +216,10 @@ func serve(ctx context.Context, srv *http.Server, mgr manager.Manager, ln net.Li
 // newManager builds the leader-elected controller manager, watching the build namespace only.
 func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, c config.Serve, log *slog.Logger) (manager.Manager, error) {
 	cc := c.Controller
+	leaseNS := cc.LeaderElectionNamespace
+	if leaseNS == "" {
+		leaseNS = c.Namespace
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
 		Logger:                        logr.FromSlogHandler(log.Handler()),
@@ -224,7 +228,7 @@ func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Schem
 		Cache:                         cache.Options{DefaultNamespaces: map[string]cache.Config{c.Namespace: {}}},
 		LeaderElection:                cc.LeaderElection,
 		LeaderElectionID:              "slipway-controller",
-		LeaderElectionNamespace:       c.Namespace,
+		LeaderElectionNamespace:       leaseNS,
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {

@@ -35,6 +35,9 @@ type Controller struct {
 	// Enabled runs the reconciler; intake serves either way.
 	Enabled        bool `json:"enabled"`
 	LeaderElection bool `json:"leaderElection"`
+	// LeaderElectionNamespace holds the Lease; default: the build namespace. The Helm chart
+	// uses Slipway's own namespace, so the build namespace grants no Lease access.
+	LeaderElectionNamespace string `json:"leaderElectionNamespace"`
 	// Shape is "userns" (hostUsers: false, preferred) or "rootless" (older nodes).
 	Shape           string            `json:"shape"`
 	BuilderImage    string            `json:"builderImage"`

@@ -33,17 +33,7 @@ import (
 var env *apiserver.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	var err error
-	if env, err = apiserver.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting the API server:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
-	return m.Run()
+	os.Exit(apiserver.RunTests(m, func(e *apiserver.Env) { env = e }))
 }
 
 // clock is a settable clock shared by the test and the reconciler.

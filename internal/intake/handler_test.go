@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,30 +33,7 @@ import (
 var env *apiserver.Env
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	flag.Parse()
-	// Fuzz workers are separate processes that each run TestMain; the fuzz targets use an
-	// in-memory client, so they need no API server (and many of them at once would crowd it).
-	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
-		return m.Run()
-	}
-	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
-		return m.Run()
-	}
-	var err error
-	if env, err = apiserver.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting the API server:", err)
-		return 1
-	}
-	defer func() {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping the API server:", err)
-		}
-	}()
-	return m.Run()
+	os.Exit(apiserver.RunTests(m, func(e *apiserver.Env) { env = e }))
 }
 
 var (

@@ -2,7 +2,6 @@ package podspec
 
 import (
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
+	"github.com/slipway-dev/slipway/internal/testbed/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -76,20 +76,7 @@ func TestPodGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", tc.name+".golden.yaml")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (go test -update)", err)
-			}
-			if string(got) != string(want) {
-				t.Errorf("pod differs from %s (go test -update and review):\n%s", path, got)
-			}
+			golden.Compare(t, filepath.Join("testdata", tc.name+".golden.yaml"), got, *update)
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package github
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"net/http"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/slipway-dev/slipway/internal/forge"
+	"github.com/slipway-dev/slipway/internal/testbed/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -82,35 +82,13 @@ func TestParseOfficialExamples(t *testing.T) {
 		}
 		got[name] = d
 	}
-	compareGolden(t, "testdata/parse.golden.json", got)
+	golden.CompareJSON(t, "testdata/parse.golden.json", got, *update)
 }
 
 // EventFromFixtureName reads the X-GitHub-Event from a fixture's name, <event>.<action>.<n>.json.
 func EventFromFixtureName(name string) string {
 	event, _, _ := strings.Cut(name, ".")
 	return event
-}
-
-func compareGolden(t *testing.T, path string, got any) {
-	t.Helper()
-	data, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = append(data, '\n')
-	if *update {
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != string(data) {
-		t.Errorf("result differs from %s; run go test -update and review the diff.\ngot:\n%s", path, data)
-	}
 }
 
 func TestParseRejects(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway-dev/slipway/internal/forge"
+	"github.com/slipway-dev/slipway/internal/testbed/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -50,25 +51,7 @@ func TestParseOfficialExamples(t *testing.T) {
 		}
 		got[name] = d
 	}
-	data, err := json.MarshalIndent(got, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data = append(data, '\n')
-	const golden = "testdata/parse.golden.json"
-	if *update {
-		if err := os.WriteFile(golden, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != string(data) {
-		t.Errorf("result differs from %s; run go test -update and review the diff.\ngot:\n%s", golden, data)
-	}
+	golden.CompareJSON(t, "testdata/parse.golden.json", got, *update)
 }
 
 // mergeRequest returns the fixture with its action and oldrev replaced.

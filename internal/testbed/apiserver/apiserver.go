@@ -5,11 +5,13 @@ package apiserver
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -108,4 +110,29 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// RunTests is a TestMain body: it starts the API server, hands it to use, runs the tests and
+// stops the server. Fuzz workers (separate processes that also run TestMain) get no server:
+// fuzz targets must not need one, and a server per worker would crowd the machine.
+func RunTests(m *testing.M, use func(*Env)) int {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		return m.Run()
+	}
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return m.Run()
+	}
+	env, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting the API server:", err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the API server:", err)
+		}
+	}()
+	use(env)
+	return m.Run()
 }

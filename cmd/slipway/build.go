@@ -25,6 +25,7 @@ type buildFlags struct {
 	secrets, insecure                         []string
 	addr, resultFile                          string
 	daemonTimeout                             time.Duration
+	noPush                                    bool
 }
 
 // buildEnv maps flag names to their environment variables. List values in the environment are
@@ -51,6 +52,7 @@ var buildEnv = map[string]string{
 	"buildkit-addr":     "SLIPWAY_BUILDKIT_ADDR",
 	"daemon-timeout":    "SLIPWAY_DAEMON_TIMEOUT",
 	"result-file":       "SLIPWAY_RESULT_FILE",
+	"no-push":           "SLIPWAY_NO_PUSH",
 }
 
 // newlineOnly are list flags whose env values are split on newlines only.
@@ -69,6 +71,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringSliceVarP(&f.tags, "tag", "t", nil, "image reference to push (repeatable or comma-separated)")
 	fs.StringSliceVar(&f.cacheFrom, "cache-from", nil, "registry cache ref to import, in order: this branch, then the default branch")
 	fs.StringVar(&f.cacheTo, "cache-to", "", "registry cache ref to export (mode=max, best effort)")
+	fs.BoolVar(&f.noPush, "no-push", false, "build without pushing (fork pull requests); no --tag or --cache-to")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the short-lived clone token")
 	fs.StringVar(&f.gitUser, "git-user", "x-access-token", "user name sent with the clone token")
 	fs.StringVar(&f.dockerConfig, "docker-config", "", "directory with config.json (or .dockerconfigjson) holding registry credentials (env fallback also DOCKER_CONFIG)")
@@ -138,6 +141,7 @@ func (f *buildFlags) config() (builder.Config, error) {
 		BuildArgs:          f.buildArgs,
 		Platforms:          f.platforms,
 		Tags:               f.tags,
+		NoPush:             f.noPush,
 		CacheFrom:          f.cacheFrom,
 		CacheTo:            f.cacheTo,
 		DockerConfigDir:    f.dockerConfig,

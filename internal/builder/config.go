@@ -52,8 +52,11 @@ type Config struct {
 	// Secrets are build secrets, mounted with RUN --mount=type=secret,id=ID.
 	Secrets []Secret
 
-	// Tags are the image references to push; at least one.
+	// Tags are the image references to push; at least one unless NoPush.
 	Tags []string
+	// NoPush builds without exporting anything: a fork's pull request is built to check it,
+	// with no push credentials and nowhere to push to.
+	NoPush bool
 	// CacheFrom are registry cache refs to import, in order of preference (this branch, then
 	// the default branch). CacheTo is this branch's cache ref, exported with mode=max.
 	CacheFrom []string
@@ -137,7 +140,10 @@ func (c Config) Validate() error {
 	if _, err := cleanRel("dockerfile", c.dockerfilePath()); err != nil {
 		errs = append(errs, err)
 	}
-	if len(c.Tags) == 0 {
+	switch {
+	case c.NoPush && (len(c.Tags) > 0 || c.CacheTo != ""):
+		errs = append(errs, configErrorf("a build that does not push takes no tags and no cache export"))
+	case !c.NoPush && len(c.Tags) == 0:
 		errs = append(errs, configErrorf("no image tag to push"))
 	}
 	for _, t := range c.Tags {

@@ -319,11 +319,15 @@ func solveOpt(cfg Config, in inputs, root string, meta sourceMeta) (client.Solve
 	if err != nil {
 		return client.SolveOpt{}, fmt.Errorf("build secrets: %w", err)
 	}
+	var exports []client.ExportEntry
+	if !cfg.NoPush {
+		exports = []client.ExportEntry{imageExport(cfg, meta)}
+	}
 	return client.SolveOpt{
 		Frontend:      "dockerfile.v0", // built in: no frontend image is pulled
 		FrontendAttrs: frontendAttrs(cfg, meta),
 		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-		Exports:       []client.ExportEntry{imageExport(cfg, meta)},
+		Exports:       exports,
 		CacheImports:  cacheImports(cfg),
 		CacheExports:  cacheExports(cfg),
 		Session: []session.Attachable{

@@ -237,6 +237,27 @@ func TestScratchWithStaticBinary(t *testing.T) {
 	}
 }
 
+// TestNoPush: a fork's pull request is built without pushing anything.
+func TestNoPush(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	url, sha := f.repo(t, "nopush", map[string]string{
+		"Dockerfile": "FROM " + f.bed.BaseImage + "\nRUN echo built > /built\n",
+	})
+	cfg := f.config(t, "nopush", url, sha)
+	pushedTo := cfg.Tags[0]
+	cfg.Tags, cfg.CacheTo, cfg.NoPush = nil, "", true
+	rep, o := run(t, context.Background(), cfg)
+	wantOutcome(t, rep, o, buildresult.Succeeded)
+	if rep.Result.Digest != "" || rep.Result.Timings.Push != 0 {
+		t.Fatalf("a no-push build reports a push: %+v", rep.Result)
+	}
+	repo, ref := repoOf(pushedTo)
+	if _, err := openRegistry(f.bed).Digest(context.Background(), repo, ref); err == nil {
+		t.Fatalf("%s exists in the registry after a no-push build", pushedTo)
+	}
+}
+
 func TestMultiStageTargetBuildArgsNonRootUser(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)

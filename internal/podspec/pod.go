@@ -178,6 +178,9 @@ func Pod(in Input, s Settings) *corev1.Pod {
 	for _, p := range b.Spec.Target.Platforms {
 		buildArgs = append(buildArgs, "--platform", p)
 	}
+	if !in.Push {
+		buildArgs = append(buildArgs, "--no-push")
+	}
 	if in.Push {
 		for _, t := range in.Refs.Tags {
 			buildArgs = append(buildArgs, "--tag", t)

@@ -37,6 +37,7 @@ envtest-assets: ## Build (once) kube-apiserver, etcd and kubectl for envtest.
 
 testbeds: envtest-assets ## Build or install (once) every real part the tests start.
 	hack/buildkit/ensure.sh
+	hack/tool.sh helm >/dev/null
 	hack/kube-binaries.sh all >/dev/null
 	hack/cluster/runtime-binaries.sh >/dev/null
 

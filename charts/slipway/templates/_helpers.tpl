@@ -1,0 +1,39 @@
+{{- define "slipway.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "slipway.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "slipway.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{ include "slipway.selectorLabels" . }}
+{{- end -}}
+
+{{- define "slipway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "slipway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "slipway.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The controller's rules as generated from the code (files/rbac/role.yaml), split by where
+they apply: leases in the release namespace, everything else in the build namespace. */}}
+{{- define "slipway.rules" -}}
+{{- $role := .root.Files.Get "files/rbac/role.yaml" | fromYaml -}}
+{{- range $role.rules }}
+{{- $lease := has "coordination.k8s.io" .apiGroups }}
+{{- if eq $lease (eq $.scope "release") }}
+- {{ toYaml . | indent 2 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -34,8 +34,8 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	// One file per subcommand: serve.go, build.go.
-	root.AddCommand(newVersionCommand(), newServeCommand(), newBuildCommand())
+	// One file per subcommand: serve.go, build.go, submit.go.
+	root.AddCommand(newVersionCommand(), newServeCommand(), newBuildCommand(), newSubmitCommand())
 	return root
 }
 

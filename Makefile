@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds e2e dev-apiserver clean
+.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds e2e images bench-controller dev-apiserver clean
 
 all: build
 
@@ -49,6 +49,12 @@ test: testbeds check-generated lint ## Everything: unit, integration, fuzz smoke
 
 e2e: ## End-to-end tests on the real single-node cluster, on both node runtimes.
 	hack/cluster/e2e.sh
+
+images: testbeds ## Build Slipway's images with rootless BuildKit and push them to the test cluster.
+	hack/images/slipway-images.sh
+
+bench-controller: ## Controller and build-pod benchmark on the test cluster.
+	hack/bench/controller/run.sh -out docs/performance-controller.md
 
 unit: ## Only tests that need no real servers.
 	$(GO) test -short ./...

@@ -241,6 +241,7 @@ func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Schem
 			NodeSelector: cc.NodeSelector, Tolerations: cc.Tolerations, PriorityClassName: cc.PriorityClassName,
 			DefaultTimeout: cc.DefaultTimeout.Duration, RegistryPrefix: cc.RegistryPrefix,
 			InsecureRegistries: cc.InsecureRegistries, PushSecretName: cc.PushSecretName,
+			BuildKitConfigMap: cc.BuildKitConfigMap,
 		},
 		Limits: controller.Limits{MaxRunning: cc.MaxRunning, MaxRunningPerRepo: cc.MaxRunningPerRepo},
 		Supersede: controller.SupersedePolicy{Branches: cc.Supersede.Branches, Tags: cc.Supersede.Tags,

@@ -183,6 +183,14 @@ if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
   ip link add name "$BRIDGE" type bridge
 fi
 ip -4 addr show dev "$BRIDGE" | grep -q "inet $GATEWAY/" || ip addr add "$GATEWAY/${POD_CIDR#*/}" dev "$BRIDGE"
+# A fixed MAC (locally administered, from the gateway address). Without one, a Linux bridge takes
+# the lowest MAC of its ports, so the gateway's MAC changes whenever a pod's veth comes or goes,
+# and pods that cached the old one lose the node (API server, registry, git) for 30-60 s, until
+# their ARP entry expires: seen as "dial tcp 10.244.0.1:15443: i/o timeout" in build pods.
+if [ "$(cat "/sys/class/net/$BRIDGE/addr_assign_type")" != 3 ]; then
+  IFS=. read -r g1 g2 g3 g4 <<<"$GATEWAY"
+  ip link set dev "$BRIDGE" address "$(printf '02:00:%02x:%02x:%02x:%02x' "$g1" "$g2" "$g3" "$g4")"
+fi
 ip link set "$BRIDGE" up
 
 # ------------------------------------------------------------------------------------------- PKI
@@ -313,6 +321,12 @@ log: {level: warn, accesslog: {disabled: true}}
 storage:
   filesystem: {rootdirectory: $CLUSTER_DIR/registry/data}
   delete: {enabled: true}
+  # As in upstream's default config. Without it every blob check reads the repository's link
+  # file, and the filesystem driver rewrites that file in place (truncate, then write): when
+  # BuildKit pushes an image and its registry cache at once, both mount the same base layer
+  # into the repository, and a manifest PUT that reads the link in between fails with
+  # "blob unknown" / DIGEST_INVALID (seen in about 1 of 25 first builds).
+  cache: {blobdescriptor: inmemory}
 http:
   addr: $REGISTRY
   secret: $(cat "$CLUSTER_DIR/registry/secret")
@@ -527,6 +541,7 @@ SLIPWAY_CLUSTER_POD_CIDR=$POD_CIDR
 SLIPWAY_CLUSTER_SERVICE_CIDR=$SERVICE_CIDR
 SLIPWAY_CLUSTER_CONTAINERD_SOCK=$CTRD_DIR/containerd.sock
 SLIPWAY_CLUSTER_CTR=$CTR
+SLIPWAY_CLUSTER_KUBECTL=$KUBECTL
 SLIPWAY_REGISTRY=$REGISTRY
 SLIPWAY_REGISTRY_CA=$PKI/registry-ca.crt
 SLIPWAY_REGISTRY_CERT_DIR=$CLUSTER_DIR/registry/certs.d

@@ -249,6 +249,9 @@ func TestTracker(t *testing.T) {
 	tr := newTracker()
 	tr.update(&client.SolveStatus{Vertexes: []*client.Vertex{
 		{Digest: d("def"), Name: "[internal] load build definition from Dockerfile", Started: ts(0), Completed: ts(0.1)},
+		// A branch's first build: its cache ref does not exist yet. The error comes first, but
+		// it is not the build's failure.
+		{Digest: d("imp"), Name: "importing cache manifest from reg/app:cache-main", Started: ts(0), Completed: ts(0.05), Error: "not found"},
 		{Digest: d("from"), Name: "[1/3] FROM base"},
 		{Digest: d("run1"), Name: "[2/3] RUN make"},
 		{Digest: d("run2"), Name: "[3/3] RUN make test"},

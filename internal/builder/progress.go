@@ -12,11 +12,19 @@ import (
 	"github.com/slipway-dev/slipway/internal/buildresult"
 )
 
-// Vertex names BuildKit uses for the export phases (exporter and cache exporter Name()).
+// Vertex names BuildKit uses for the export phases (exporter and cache exporter Name()), and the
+// prefix of cache-import vertices.
 const (
-	vertexImageExport = "exporting to image"
-	vertexCacheExport = "exporting cache to registry"
+	vertexImageExport       = "exporting to image"
+	vertexCacheExport       = "exporting cache to registry"
+	vertexCacheImportPrefix = "importing cache manifest from "
 )
+
+// harmlessFailure reports vertices whose errors never fail a build: a cache ref that does not
+// exist yet (every branch's first build) and a best-effort cache export.
+func harmlessFailure(name string) bool {
+	return name == vertexCacheExport || strings.HasPrefix(name, vertexCacheImportPrefix)
+}
 
 // stepName matches the vertices the Dockerfile frontend makes for instructions:
 // "[2/3] COPY ...", "[build 4/5] RUN ...", "[stage-1 1/2] FROM ...". Internal vertices
@@ -206,7 +214,7 @@ func (t *tracker) failed() (name string, logTail []string) {
 	var cands []cand
 	for i, d := range t.order {
 		v := t.vertices[d]
-		if v.err == "" || v.name == vertexCacheExport {
+		if v.err == "" || harmlessFailure(v.name) {
 			continue
 		}
 		cands = append(cands, cand{v, i})

@@ -48,6 +48,9 @@ type Controller struct {
 	InsecureRegistries []string `json:"insecureRegistries"`
 	// PushSecretName is a kubernetes.io/dockerconfigjson Secret in the build namespace.
 	PushSecretName string `json:"pushSecretName"`
+	// BuildKitConfigMap is a ConfigMap in the build namespace mounted into the buildkitd sidecar
+	// as its config dir (buildkitd.toml, e.g. a private registry's CA). Optional.
+	BuildKitConfigMap string `json:"buildkitConfigMap"`
 	// CloneTokenSecret is a Secret in the build namespace whose "token" key is copied into each
 	// build's own Secret, until tokens are minted per build by the forge.
 	CloneTokenSecret     string                      `json:"cloneTokenSecret"`

@@ -46,6 +46,10 @@ const (
 	TerminationPath = "/dev/termination-log"
 )
 
+// BuildKitConfigDir is where rootless buildkitd reads buildkitd.toml ($XDG_CONFIG_HOME/buildkit,
+// with HOME=/home/user in the BuildKit image); Settings.BuildKitConfigMap is mounted here.
+const BuildKitConfigDir = "/home/user/.config/buildkit"
+
 // UID is the user both containers run as; /etc/subuid in the BuildKit image is written for it.
 const UID = 1000
 
@@ -70,6 +74,11 @@ type Settings struct {
 	// PushSecretName names a Secret of type kubernetes.io/dockerconfigjson with push
 	// credentials, mounted into the builder only. Empty: push without credentials.
 	PushSecretName string
+	// BuildKitConfigMap names a ConfigMap in the build namespace that is mounted read-only into
+	// the buildkitd sidecar at BuildKitConfigDir: its buildkitd.toml key is the daemon's
+	// configuration, other keys are files it may refer to, e.g. a private registry's CA
+	// ([registry."host:port"] ca = ["/home/user/.config/buildkit/ca.crt"]). Empty: no mount.
+	BuildKitConfigMap string
 }
 
 // Validate reports settings that cannot produce a working pod.
@@ -138,6 +147,17 @@ func Pod(in Input, s Settings) *corev1.Pod {
 			},
 		}})
 		builderMounts = append(builderMounts, corev1.VolumeMount{Name: "registry-auth", MountPath: RegistryDir, ReadOnly: true})
+	}
+
+	daemonMounts := []corev1.VolumeMount{
+		{Name: "buildkit-run", MountPath: SocketDir},
+		{Name: "buildkit-state", MountPath: BuildKitState},
+	}
+	if s.BuildKitConfigMap != "" {
+		volumes = append(volumes, corev1.Volume{Name: "buildkit-config", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: s.BuildKitConfigMap}},
+		}})
+		daemonMounts = append(daemonMounts, corev1.VolumeMount{Name: "buildkit-config", MountPath: BuildKitConfigDir, ReadOnly: true})
 	}
 
 	daemonArgs := []string{"--addr", SocketAddr, "--oci-worker-snapshotter=overlayfs", "--containerd-worker=false"}
@@ -246,10 +266,7 @@ func Pod(in Input, s Settings) *corev1.Pod {
 				Args:            daemonArgs,
 				Resources:       s.BuildKitResources,
 				SecurityContext: daemonSC,
-				VolumeMounts: []corev1.VolumeMount{
-					{Name: "buildkit-run", MountPath: SocketDir},
-					{Name: "buildkit-state", MountPath: BuildKitState},
-				},
+				VolumeMounts:    daemonMounts,
 				StartupProbe: &corev1.Probe{
 					ProbeHandler:     execProbe("test", "-S", SocketDir+"/buildkitd.sock"),
 					PeriodSeconds:    1,

@@ -40,7 +40,7 @@ func settings(shape Shape) Settings {
 	return Settings{
 		Shape: shape, BuilderImage: "registry.example.com/slipway/slipway:v1", BuildKitImage: "registry.example.com/slipway/buildkit:v0.33.1-rootless",
 		ImagePullPolicy: corev1.PullIfNotPresent, DefaultTimeout: 20 * time.Minute, RegistryPrefix: "registry.example.com/builds",
-		PushSecretName: "registry-push",
+		PushSecretName: "registry-push", BuildKitConfigMap: "buildkitd-config",
 		BuilderResources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},

@@ -63,6 +63,8 @@ type Options struct {
 
 // Cluster is a running test cluster.
 type Cluster struct {
+	// EnvFile is the env file the cluster was loaded from.
+	EnvFile string
 	// Kubeconfig is the path of an admin kubeconfig.
 	Kubeconfig string
 	// Config is the admin client configuration.
@@ -150,6 +152,7 @@ func Load(ctx context.Context, envFile string) (*Cluster, error) {
 		return nil, fmt.Errorf("reading cluster env file (is the cluster up? run hack/cluster/up.sh): %w", err)
 	}
 	c := &Cluster{
+		EnvFile:        envFile,
 		Kubeconfig:     env["KUBECONFIG"],
 		Runtime:        env["SLIPWAY_CLUSTER_RUNTIME"],
 		Node:           env["SLIPWAY_CLUSTER_NODE"],

@@ -207,3 +207,37 @@ func TestPushImageAndVariant(t *testing.T) {
 		t.Errorf("variant config %+v, layers %v: want the label added, user and layers kept", cfg.Config, vm.Layers)
 	}
 }
+
+func TestSlipwayImagesFromFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "images.env")
+	lines := "SLIPWAY_IMAGE=r/slipway@sha256:1\nSLIPWAY_BUILDER_IMAGE=r/builder@sha256:2\nSLIPWAY_BUILDKIT_IMAGE=r/bk@sha256:3\nSLIPWAY_BINARY=/x/slipway\n"
+	if err := os.WriteFile(f, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(ImagesVar, f)
+	im, err := (&Cluster{}).SlipwayImages(t.Context(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im != (Images{Server: "r/slipway@sha256:1", Builder: "r/builder@sha256:2", BuildKit: "r/bk@sha256:3", Binary: "/x/slipway"}) {
+		t.Errorf("got %+v", im)
+	}
+	if err := os.WriteFile(f, []byte("SLIPWAY_IMAGE=r/slipway@sha256:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Cluster{}).SlipwayImages(t.Context(), Options{}); err == nil {
+		t.Error("incomplete images file: no error")
+	}
+}
+
+func TestBuildKitConfigMap(t *testing.T) {
+	c := &Cluster{Registry: "10.244.0.1:15443", RegistryCA: []byte("-----BEGIN CERTIFICATE-----\n")}
+	cm := c.BuildKitConfigMap("bk", "/home/user/.config/buildkit")
+	want := "[registry.\"10.244.0.1:15443\"]\n  ca = [\"/home/user/.config/buildkit/registry-ca.crt\"]\n"
+	if !strings.Contains(cm.Data["buildkitd.toml"], want) {
+		t.Errorf("buildkitd.toml %q, want it to contain %q", cm.Data["buildkitd.toml"], want)
+	}
+	if cm.Data["registry-ca.crt"] != string(c.RegistryCA) {
+		t.Error("CA missing from the ConfigMap")
+	}
+}

@@ -1,5 +1,6 @@
-// Package gitserver is a real git smart-HTTP server on loopback for tests: `git http-backend`
-// behind a small handler that demands a token, like a forge's short-lived clone token.
+// Package gitserver is a real git smart-HTTP server for tests, on loopback unless told otherwise:
+// `git http-backend` behind a small handler that demands a token, like a forge's short-lived clone
+// token.
 //
 // The token is accepted as HTTP basic auth (any user name, token as password, which is how git
 // sends `https://x-access-token:TOKEN@host/...` and an `http.extraHeader` Authorization header) or
@@ -41,6 +42,13 @@ type Server struct {
 // Start serves git repositories from root (created if missing) on a free loopback port. Every
 // request must carry token. Stop the server with Close.
 func Start(root, token string) (*Server, error) {
+	return StartOn("127.0.0.1:0", root, token)
+}
+
+// StartOn is Start on the address addr (host:port, port 0 for a free one). End-to-end tests
+// bind the test cluster's bridge gateway (e.g. 10.244.0.1:0), which build pods reach as their
+// default gateway; never bind a wildcard or an outside interface.
+func StartOn(addr, root, token string) (*Server, error) {
 	if token == "" {
 		return nil, errors.New("starting git server: empty token")
 	}
@@ -51,7 +59,7 @@ func Start(root, token string) (*Server, error) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, fmt.Errorf("starting git server: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("starting git server: %w", err)
 	}

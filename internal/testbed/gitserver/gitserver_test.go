@@ -56,3 +56,14 @@ func TestTokenAuthAndFetchBySHA(t *testing.T) {
 		t.Error("the refusal was not counted")
 	}
 }
+
+func TestStartOnAddress(t *testing.T) {
+	s, err := StartOn("127.0.0.1:0", t.TempDir(), "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") || strings.HasSuffix(s.URL, ":0") {
+		t.Errorf("URL %q, want the bound loopback address and port", s.URL)
+	}
+}

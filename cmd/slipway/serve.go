@@ -253,6 +253,10 @@ func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Schem
 		CancelGrace:  10 * time.Second,
 		Now:          time.Now,
 	}
+	for _, p := range cc.Pools {
+		opts.Pools = append(opts.Pools, controller.Pool{Name: p.Name, Shape: podspec.Shape(p.Shape),
+			NodeSelector: p.NodeSelector, Tolerations: p.Tolerations, Repos: p.Repos})
+	}
 	if err := opts.Pod.Validate(); err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path"
 	"strings"
 	"time"
 
@@ -48,6 +49,8 @@ type Controller struct {
 	InsecureRegistries []string `json:"insecureRegistries"`
 	// PushSecretName is a kubernetes.io/dockerconfigjson Secret in the build namespace.
 	PushSecretName string `json:"pushSecretName"`
+	// Pools route builds to node pools with their own shape; the first whose repos match wins.
+	Pools []Pool `json:"pools"`
 	// BuildKitConfigMap is a ConfigMap in the build namespace mounted into the buildkitd sidecar
 	// as its config dir (buildkitd.toml, e.g. a private registry's CA). Optional.
 	BuildKitConfigMap string `json:"buildkitConfigMap"`
@@ -68,6 +71,16 @@ type Controller struct {
 	PodRetention         metav1.Duration             `json:"podRetention"`
 	KeepPerRepo          int                         `json:"keepPerRepo"`
 	KeepFor              metav1.Duration             `json:"keepFor"`
+}
+
+// Pool is a group of nodes with its own build-pod shape.
+type Pool struct {
+	Name         string              `json:"name"`
+	Shape        string              `json:"shape"`
+	NodeSelector map[string]string   `json:"nodeSelector"`
+	Tolerations  []corev1.Toleration `json:"tolerations"`
+	// Repos are globs over repository full names, e.g. "acme/*"; empty matches all.
+	Repos []string `json:"repos"`
 }
 
 // Supersede says which builds a newer one for the same ref and target cancels.
@@ -154,6 +167,21 @@ func (c Controller) validate() error {
 		return errors.New("controller.defaultTimeout: must be positive")
 	case c.MaxRunning < 0 || c.MaxRunningPerRepo < 0 || c.KeepPerRepo < 0:
 		return errors.New("controller.maxRunning, maxRunningPerRepo, keepPerRepo: must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Pools {
+		switch {
+		case p.Name == "" || seen[p.Name]:
+			return fmt.Errorf("controller.pools[%d].name: required and unique", i)
+		case p.Shape != "userns" && p.Shape != "rootless":
+			return fmt.Errorf("controller.pools[%d].shape: %q is neither userns nor rootless", i, p.Shape)
+		}
+		seen[p.Name] = true
+		for _, g := range p.Repos {
+			if _, err := path.Match(g, ""); err != nil {
+				return fmt.Errorf("controller.pools[%d].repos: %q: %w", i, g, err)
+			}
+		}
 	}
 	switch c.ImagePullPolicy {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:

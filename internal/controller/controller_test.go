@@ -458,6 +458,24 @@ func TestQuotaFIFOAndTimeoutClock(t *testing.T) {
 	}
 }
 
+// TestNodePools: a build of a matching repository gets its pool's shape and node selector.
+func TestNodePools(t *testing.T) {
+	f := newFixture(t, func(o *controller.Options) {
+		o.Pools = []controller.Pool{{Name: "new", Shape: podspec.ShapeUserNamespace,
+			NodeSelector: map[string]string{"slipway.dev/userns": "true"}, Repos: []string{"acme/*"}}}
+	})
+	f.start(t, false)
+	f.build(t, "in", "acme/app", "refs/heads/main", v1alpha1.EventPush, nil)
+	f.build(t, "out", "other/app", "refs/heads/main", v1alpha1.EventPush, nil)
+	in, out := f.pod(t, "in"), f.pod(t, "out")
+	if in.Spec.HostUsers == nil || *in.Spec.HostUsers || in.Spec.NodeSelector["slipway.dev/userns"] != "true" || in.Labels[controller.LabelPool] != "new" {
+		t.Fatalf("pool pod: hostUsers %v selector %v labels %v", in.Spec.HostUsers, in.Spec.NodeSelector, in.Labels)
+	}
+	if out.Spec.HostUsers != nil || len(out.Spec.NodeSelector) != 0 || out.Labels[controller.LabelPool] != "" {
+		t.Fatalf("default pod: hostUsers %v selector %v", out.Spec.HostUsers, out.Spec.NodeSelector)
+	}
+}
+
 // TestRestartConverges stops the manager mid-build, changes the pod, and starts a new one.
 func TestRestartConverges(t *testing.T) {
 	f := newFixture(t, nil)

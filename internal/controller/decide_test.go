@@ -170,3 +170,28 @@ func TestObservePod(t *testing.T) {
 		})
 	}
 }
+
+func TestSettingsFor(t *testing.T) {
+	defaults := podspec.Settings{Shape: podspec.ShapeRootless, NodeSelector: map[string]string{"pool": "old"}}
+	pools := []Pool{
+		{Name: "userns", Shape: podspec.ShapeUserNamespace, NodeSelector: map[string]string{"pool": "new"}, Repos: []string{"acme/*"}},
+		{Name: "gpu", Shape: podspec.ShapeRootless, NodeSelector: map[string]string{"pool": "gpu"}, Repos: []string{"ml/trainer"}},
+	}
+	for repo, want := range map[string]string{"acme/web": "userns", "ml/trainer": "gpu", "other/x": "", "acme/web/sub": ""} {
+		b := mk("b", repo, "refs/heads/main", "push", 0, "")
+		s, pool := SettingsFor(&b, defaults, pools)
+		if pool != want {
+			t.Errorf("%s → pool %q, want %q", repo, pool, want)
+		}
+		if want == "userns" && (s.Shape != podspec.ShapeUserNamespace || s.NodeSelector["pool"] != "new") {
+			t.Errorf("%s: settings %+v", repo, s)
+		}
+		if want == "" && (s.Shape != podspec.ShapeRootless || s.NodeSelector["pool"] != "old") {
+			t.Errorf("%s: defaults not kept: %+v", repo, s)
+		}
+	}
+	b := mk("b", "any/repo", "r", "push", 0, "")
+	if _, pool := SettingsFor(&b, defaults, []Pool{{Name: "all", Shape: podspec.ShapeUserNamespace}}); pool != "all" {
+		t.Error("a pool without repos matches every repository")
+	}
+}

@@ -36,7 +36,10 @@ const (
 
 // Options configure the Build reconciler.
 type Options struct {
-	Pod       podspec.Settings
+	Pod podspec.Settings
+	// Pools route builds to node pools with their own pod shape; the first match wins and
+	// unmatched builds use Pod as it is.
+	Pools     []Pool
 	Limits    Limits
 	Supersede SupersedePolicy
 	Waits     Waits
@@ -63,6 +66,9 @@ type Reconciler struct {
 	Log       *slog.Logger
 	Opts      Options
 }
+
+// LabelPool names the node pool a build pod was routed to.
+const LabelPool = "slipway.dev/pool"
 
 // Field index over Builds used to find competitors quickly.
 const indexSupersedeKey = "slipway.supersedeKey"
@@ -254,7 +260,11 @@ func (r *Reconciler) createPod(ctx context.Context, b *v1alpha1.Build, now time.
 	if err != nil {
 		return err
 	}
-	pod := podspec.Pod(podspec.Input{Build: b, Refs: refs, GitTokenSecret: secret, Push: !b.Spec.Source.Fork}, r.Opts.Pod)
+	settings, pool := SettingsFor(b, r.Opts.Pod, r.Opts.Pools)
+	pod := podspec.Pod(podspec.Input{Build: b, Refs: refs, GitTokenSecret: secret, Push: !b.Spec.Source.Fork}, settings)
+	if pool != "" {
+		pod.Labels[LabelPool] = pool
+	}
 	if err := r.Client.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating pod: %w", err)
 	}

@@ -113,23 +113,10 @@ func (f *fixture) startAs(t *testing.T, cfg *rest.Config, leaderElection bool) (
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 		Recorder: mgr.GetEventRecorder("slipway"), Log: slog.New(slog.DiscardHandler), Opts: f.opts,
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := controller.Setup(ctx, mgr, r); err != nil {
+	if err := controller.Setup(context.Background(), mgr, r); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return apiserver.RunManager(t, mgr)
 }
 
 func durationPtr(d time.Duration) *time.Duration { return &d }
@@ -344,10 +331,7 @@ func TestFailureModes(t *testing.T) {
 				s.InitContainerStatuses = []corev1.ContainerStatus{{Name: podspec.BuildKitName, Image: "registry.test/buildkit:rootless",
 					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "not found"}}}}
 			})
-			time.Sleep(300 * time.Millisecond) // observed once before the bound: still Pending
-			if p := f.get(t, "b").Status.Phase; p != v1alpha1.PhasePending {
-				t.Fatalf("failed before the bound: %s", p)
-			}
+			// Within the bound the pod stays Pending (ObservePod's table covers it); past it:
 			f.clock.Add(3 * time.Minute)
 			f.touch(t, "b")
 		}, controller.ReasonImagePullFailed, v1alpha1.PhaseFailed},
@@ -405,57 +389,70 @@ func (f *fixture) touch(t *testing.T, name string) {
 func TestSupersede(t *testing.T) {
 	f := newFixture(t, nil)
 	f.start(t, false)
-	f.build(t, "old", "acme/app", "refs/pull/7/head", v1alpha1.EventPullRequest, nil)
-	f.waitPhase(t, "old", v1alpha1.PhasePending)
-	f.setPodStatus(t, "old", running(f.clock.Now()))
-	f.waitPhase(t, "old", v1alpha1.PhaseRunning)
-	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution
-	f.build(t, "new", "acme/app", "refs/pull/7/head", v1alpha1.EventPullRequest, nil)
-	old := f.waitPhase(t, "old", v1alpha1.PhaseCanceled)
-	if old.Status.SupersededBy != "new" || old.Status.Reason != controller.ReasonSuperseded {
-		t.Fatalf("old: %+v", old.Status)
+	// Builds created in the same second are ordered by name, so "pr-2" is the newer one.
+	f.build(t, "pr-1", "acme/app", "refs/pull/7/head", v1alpha1.EventPullRequest, nil)
+	f.waitPhase(t, "pr-1", v1alpha1.PhasePending)
+	f.setPodStatus(t, "pr-1", running(f.clock.Now()))
+	f.waitPhase(t, "pr-1", v1alpha1.PhaseRunning)
+	f.build(t, "pr-2", "acme/app", "refs/pull/7/head", v1alpha1.EventPullRequest, nil)
+	old := f.waitPhase(t, "pr-1", v1alpha1.PhaseCanceled)
+	if old.Status.SupersededBy != "pr-2" || old.Status.Reason != controller.ReasonSuperseded {
+		t.Fatalf("pr-1: %+v", old.Status)
 	}
-	f.podGone(t, "old")
-	f.waitPhase(t, "new", v1alpha1.PhasePending)
+	f.podGone(t, "pr-1")
+	f.waitPhase(t, "pr-2", v1alpha1.PhasePending)
 
-	// Tags are not superseded by default.
+	// Tags are not superseded by default: both run.
 	f.build(t, "t1", "acme/app", "refs/tags/v1", v1alpha1.EventTag, nil)
-	time.Sleep(1100 * time.Millisecond)
 	f.build(t, "t2", "acme/app", "refs/tags/v1", v1alpha1.EventTag, nil)
 	f.waitPhase(t, "t2", v1alpha1.PhasePending)
-	if p := f.get(t, "t1").Status.Phase; p != v1alpha1.PhasePending {
-		t.Fatalf("tag build t1 is %s", p)
-	}
+	f.waitPhase(t, "t1", v1alpha1.PhasePending)
 }
 
 func TestQuotaFIFOAndTimeoutClock(t *testing.T) {
 	f := newFixture(t, func(o *controller.Options) { o.Limits = controller.Limits{MaxRunning: 2, MaxRunningPerRepo: 1} })
 	f.start(t, false)
-	// a1 and a2 share a repository (limit 1), b1 and c1 do not.
+	// a1 and a2 share a repository (limit 1), b1 and c1 do not. Created in this order (names
+	// break ties within a second), so FIFO is a1, a2, b1, c1.
 	for _, n := range []struct{ name, repo string }{{"a1", "acme/a"}, {"a2", "acme/a"}, {"b1", "acme/b"}, {"c1", "acme/c"}} {
 		f.build(t, n.name, n.repo, "refs/heads/"+n.name, v1alpha1.EventPush, nil)
-		time.Sleep(1100 * time.Millisecond)
 	}
 	f.waitPhase(t, "a1", v1alpha1.PhasePending)
 	f.waitPhase(t, "b1", v1alpha1.PhasePending) // a2 is blocked by its repo, so b1 goes ahead
-	time.Sleep(500 * time.Millisecond)
 	for _, n := range []string{"a2", "c1"} {
-		if p := f.get(t, n).Status.Phase; p != v1alpha1.PhaseQueued {
-			t.Fatalf("%s is %s, want Queued", n, p)
-		}
-		// The timeout clock has not started: no pod exists for a queued build.
+		f.waitPhase(t, n, v1alpha1.PhaseQueued)
+		// The timeout clock starts with the pod (activeDeadlineSeconds), and a queued build has
+		// none: the slot is reserved before the pod is created.
 		if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: n}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
 			t.Fatalf("queued %s has a pod: %v", n, err)
 		}
 	}
-	// a1 finishes: a2 (older than c1) takes the slot.
+
+	// The controller's clock stamps every transition. Moving it on before each release shows
+	// when a waiting build was admitted: never before a slot was freed.
+	f.clock.Add(time.Minute)
+	freedA1 := f.clock.Now().Truncate(time.Second)
 	f.setPodStatus(t, "a1", terminated(f.clock.Now(), 0, "Completed", &buildresult.Result{Outcome: buildresult.Succeeded, Digest: digest}))
-	f.waitPhase(t, "a1", v1alpha1.PhaseSucceeded)
-	f.waitPhase(t, "a2", v1alpha1.PhasePending)
-	time.Sleep(300 * time.Millisecond)
-	if p := f.get(t, "c1").Status.Phase; p != v1alpha1.PhaseQueued {
-		t.Fatalf("c1 overtook the limit: %s", p)
+	a2 := f.waitPhase(t, "a2", v1alpha1.PhasePending) // older than c1, so it takes the slot
+	f.clock.Add(time.Minute)
+	freedB1 := f.clock.Now().Truncate(time.Second)
+	f.setPodStatus(t, "b1", terminated(f.clock.Now(), 0, "Completed", &buildresult.Result{Outcome: buildresult.Succeeded, Digest: digest}))
+	c1 := f.waitPhase(t, "c1", v1alpha1.PhasePending)
+	if at := entered(a2, v1alpha1.PhasePending); at.Before(freedA1) {
+		t.Fatalf("a2 admitted at %v, before a1 freed its repository's slot at %v", at, freedA1)
 	}
+	if at := entered(c1, v1alpha1.PhasePending); at.Before(freedB1) {
+		t.Fatalf("c1 admitted at %v, before a global slot was free at %v", at, freedB1)
+	}
+}
+
+func entered(b *v1alpha1.Build, p v1alpha1.Phase) time.Time {
+	for _, tr := range b.Status.Transitions {
+		if tr.Phase == p {
+			return tr.Time.Time
+		}
+	}
+	return time.Time{}
 }
 
 // TestNodePools: a build of a matching repository gets its pool's shape and node selector.

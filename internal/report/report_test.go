@@ -156,20 +156,7 @@ func (f *fixture) start(m mode) (stop func()) {
 	if err := report.Setup(mgr, r); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return apiserver.RunManager(t, mgr)
 }
 
 func (f *fixture) githubBuild(name string, mutate func(*v1alpha1.Build)) *v1alpha1.Build {
@@ -486,10 +473,13 @@ func TestForgeOutage(t *testing.T) {
 	f.start(checksOnly)
 	f.githubBuild("github-outage", nil)
 	eventually(t, "some refused attempts", func() bool { return refused.Load() >= 2 })
-	f.setStatus("github-outage", phase(v1alpha1.PhaseRunning))
-	time.Sleep(500 * time.Millisecond)
-	f.setStatus("github-outage", succeeded)
-	time.Sleep(time.Second)
+	// Move the Build on while GitHub refuses; each step is seen once the reporter has tried
+	// (and failed) again after it.
+	for _, next := range []func(*v1alpha1.BuildStatus){phase(v1alpha1.PhaseRunning), succeeded} {
+		before := refused.Load()
+		f.setStatus("github-outage", next)
+		eventually(t, "another refused attempt", func() bool { return refused.Load() > before })
+	}
 	if len(f.get("github-outage").Status.Reports) != 0 {
 		t.Fatal("a report was recorded while GitHub was down")
 	}

@@ -16,7 +16,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,6 +28,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-dev/slipway/hack/bench/benchdoc"
 	"github.com/slipway-dev/slipway/internal/builder"
 	"github.com/slipway-dev/slipway/internal/buildresult"
 	"github.com/slipway-dev/slipway/internal/testbed/buildkit"
@@ -186,7 +186,7 @@ func run(ctx context.Context, runs, spin int, out string) error {
 	report := b.report(runs, spin)
 	fmt.Print(report)
 	if out != "" {
-		return writeReport(out, report)
+		return benchdoc.Write(out, report)
 	}
 	return nil
 }
@@ -339,8 +339,6 @@ func (sc *scenario) durations() []time.Duration {
 	return ds
 }
 
-func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
 func (b *bench) report(runs, spin int) string {
 	var w strings.Builder
 	cold := median(b.rows["bk-cold"].durations())
@@ -361,7 +359,7 @@ func (b *bench) report(runs, spin int) string {
 			}
 			steps = fmt.Sprintf("%d/%d", best.steps.Cached, best.steps.Total)
 		}
-		fmt.Fprintf(&w, "| %s | **%s** | %.2f-%.2f s | %s | %.2f |\n", sc.title, secs(m), lo.Seconds(), hi.Seconds(), steps, float64(m)/float64(cold))
+		fmt.Fprintf(&w, "| %s | **%s** | %.2f-%.2f s | %s | %.2f |\n", sc.title, benchdoc.Seconds(m), lo.Seconds(), hi.Seconds(), steps, float64(m)/float64(cold))
 	}
 	freshWarm := median(b.rows["bk-fresh-warm"].durations())
 	longWarm := median(b.rows["bk-long-warm"].durations())
@@ -369,13 +367,13 @@ func (b *bench) report(runs, spin int) string {
 	bahFresh := median(b.rows["buildah-fresh-warm"].durations())
 	bahLong := median(b.rows["buildah-long-warm"].durations())
 	fmt.Fprintf(&w, "\nMedians of %d interleaved rounds; build stage: 16 MiB random artifact + %d-iteration shell loop. "+
-		"Fresh rootless buildkitd start-up (not included above): median %s.\n\n", runs, spin, secs(median(b.starts)))
+		"Fresh rootless buildkitd start-up (not included above): median %s.\n\n", runs, spin, benchdoc.Seconds(median(b.starts)))
 	fmt.Fprintf(&w, "Goals:\n")
-	fmt.Fprintf(&w, "- fresh-daemon warm <= 1.5x long-lived warm: %s / %s = %.2fx (%s)\n", secs(freshWarm), secs(longWarm),
+	fmt.Fprintf(&w, "- fresh-daemon warm <= 1.5x long-lived warm: %s / %s = %.2fx (%s)\n", benchdoc.Seconds(freshWarm), benchdoc.Seconds(longWarm),
 		float64(freshWarm)/float64(longWarm), verdict(float64(freshWarm) <= 1.5*float64(longWarm)))
-	fmt.Fprintf(&w, "- faster than buildah, cold: %s vs %s (%s)\n", secs(cold), secs(bahCold), verdict(cold < bahCold))
-	fmt.Fprintf(&w, "- faster than buildah, warm with a fresh instance: %s vs %s (%s)\n", secs(freshWarm), secs(bahFresh), verdict(freshWarm < bahFresh))
-	fmt.Fprintf(&w, "- faster than buildah, warm long-lived: %s vs %s (%s)\n", secs(longWarm), secs(bahLong), verdict(longWarm < bahLong))
+	fmt.Fprintf(&w, "- faster than buildah, cold: %s vs %s (%s)\n", benchdoc.Seconds(cold), benchdoc.Seconds(bahCold), verdict(cold < bahCold))
+	fmt.Fprintf(&w, "- faster than buildah, warm with a fresh instance: %s vs %s (%s)\n", benchdoc.Seconds(freshWarm), benchdoc.Seconds(bahFresh), verdict(freshWarm < bahFresh))
+	fmt.Fprintf(&w, "- faster than buildah, warm long-lived: %s vs %s (%s)\n", benchdoc.Seconds(longWarm), benchdoc.Seconds(bahLong), verdict(longWarm < bahLong))
 	return w.String()
 }
 
@@ -391,21 +389,4 @@ func abs(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
-}
-
-// writeReport replaces the text between the bench markers in path, or writes the report alone
-// when the file has no markers.
-func writeReport(path, report string) error {
-	const begin, end = "<!-- bench:begin -->\n", "<!-- bench:end -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	s := string(old)
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	if i < 0 || j < i {
-		return os.WriteFile(path, []byte(report), 0o644)
-	}
-	stamp := fmt.Sprintf("Measured %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	return os.WriteFile(path, []byte(s[:i+len(begin)]+stamp+report+s[j:]), 0o644)
 }

@@ -35,6 +35,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/slipway-dev/slipway/hack/bench/benchdoc"
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
 	"github.com/slipway-dev/slipway/internal/podspec"
 	"github.com/slipway-dev/slipway/internal/testbed/cluster"
@@ -141,7 +142,7 @@ func run(ctx context.Context, seq, burst, limit, npods int, shapeFlag, out strin
 		for _, s := range samples {
 			ds = append(ds, row.get(s))
 		}
-		fmt.Fprintf(&report, "| %s | %s | %s | %s | %s |\n", row.name, fmtD(pct(ds, 50)), fmtD(pct(ds, 90)), fmtD(slices.Min(ds)), fmtD(slices.Max(ds)))
+		fmt.Fprintf(&report, "| %s | %s | %s | %s | %s |\n", row.name, benchdoc.Seconds(pct(ds, 50)), benchdoc.Seconds(pct(ds, 90)), benchdoc.Seconds(slices.Min(ds)), benchdoc.Seconds(slices.Max(ds)))
 	}
 	report.WriteString("\nMedians of the Build's own `status.timings` over the same builds:\n\n| timing | median |\n|---|---|\n")
 	for _, k := range []string{"queued", "schedule", "imagePull", "daemonStart", "daemonWait", "fetch", "solve", "push", "cacheExport", "build"} {
@@ -152,7 +153,7 @@ func run(ctx context.Context, seq, burst, limit, npods int, shapeFlag, out strin
 			}
 		}
 		if len(ds) > 0 {
-			fmt.Fprintf(&report, "| %s | %s |\n", k, fmtD(pct(ds, 50)))
+			fmt.Fprintf(&report, "| %s | %s |\n", k, benchdoc.Seconds(pct(ds, 50)))
 		}
 	}
 	fmt.Fprintf(&report, "\nController RSS after the sequential builds: %.1f MiB (peak %.1f MiB).\n\n", float64(rssSeq)/1024, float64(peakSeq)/1024)
@@ -170,10 +171,10 @@ func run(ctx context.Context, seq, burst, limit, npods int, shapeFlag, out strin
 	}
 	fmt.Fprintf(&report, "### %d Builds at once, global limit %d\n\n", burst, limit)
 	fmt.Fprintf(&report, "| total (first create → last Succeeded) | per build (total / %d) | most admitted at once (Pending+Running) | controller RSS max (sampled) | controller peak RSS (VmHWM) | Succeeded |\n|---|---|---|---|---|---|\n", burst)
-	fmt.Fprintf(&report, "| %s | %s | %d | %.1f MiB | %.1f MiB | %d/%d |\n\n", fmtD(br.total), fmtD(br.total/time.Duration(burst)), br.maxRunning,
+	fmt.Fprintf(&report, "| %s | %s | %d | %.1f MiB | %.1f MiB | %d/%d |\n\n", benchdoc.Seconds(br.total), benchdoc.Seconds(br.total/time.Duration(burst)), br.maxRunning,
 		float64(br.rssMax)/1024, float64(br.peak)/1024, br.succeeded, burst)
 	fmt.Fprintf(&report, "Queue wait (`status.timings.queued`): median %s, max %s. Controller RSS before the burst %.1f MiB.\n\n",
-		fmtD(pct(br.queued, 50)), fmtD(slices.Max(br.queued)), float64(br.rssBefore)/1024)
+		benchdoc.Seconds(pct(br.queued, 50)), benchdoc.Seconds(slices.Max(br.queued)), float64(br.rssBefore)/1024)
 
 	// Part 3: pod shapes without the controller.
 	fmt.Fprintf(&report, "### Build pods without the controller (%d per shape, podspec.Pod)\n\n", npods)
@@ -192,12 +193,12 @@ func run(ctx context.Context, seq, burst, limit, npods int, shapeFlag, out strin
 			}
 			st, done = append(st, s), append(done, d)
 		}
-		fmt.Fprintf(&report, "| %s | %s | %s | %s |\n", sh, fmtD(pct(st, 50)), fmtD(pct(done, 50)), joinD(done))
+		fmt.Fprintf(&report, "| %s | %s | %s | %s |\n", sh, benchdoc.Seconds(pct(st, 50)), benchdoc.Seconds(pct(done, 50)), joinD(done))
 	}
 
 	fmt.Print(report.String())
 	if out != "" {
-		return writeReport(out, report.String())
+		return benchdoc.Write(out, report.String())
 	}
 	return nil
 }
@@ -275,7 +276,7 @@ func (b *bench) sequential(ctx context.Context, n int, prefix string) ([]buildSa
 		for k, v := range got.Status.Timings {
 			s.timings[k] = v.Duration
 		}
-		logf("%s: started %s, solving %s, Succeeded %s", bd.Name, fmtD(s.started), fmtD(s.solving), fmtD(s.succeeded))
+		logf("%s: started %s, solving %s, Succeeded %s", bd.Name, benchdoc.Seconds(s.started), benchdoc.Seconds(s.solving), benchdoc.Seconds(s.succeeded))
 		out = append(out, s)
 	}
 	return out, nil
@@ -405,7 +406,7 @@ func (b *bench) burst(ctx context.Context, srv *cluster.Serve, n, limit int) (bu
 	if len(r.queued) == 0 {
 		return r, errors.New("burst: no queued timings")
 	}
-	logf("burst: %s total, %d/%d Succeeded, at most %d running, RSS max %d KiB, peak %d KiB", fmtD(r.total), r.succeeded, n, r.maxRunning, r.rssMax, r.peak)
+	logf("burst: %s total, %d/%d Succeeded, at most %d running, RSS max %d KiB, peak %d KiB", benchdoc.Seconds(r.total), r.succeeded, n, r.maxRunning, r.rssMax, r.peak)
 	return r, nil
 }
 
@@ -452,7 +453,7 @@ func (b *bench) pod(ctx context.Context, shape podspec.Shape, i int) (started, s
 	if !ok {
 		return 0, 0, fmt.Errorf("pod %s: builder start not seen", pod.Name)
 	}
-	logf("%s: builder started %s, Succeeded %s", pod.Name, fmtD(st.Sub(created)), fmtD(succeeded))
+	logf("%s: builder started %s, Succeeded %s", pod.Name, benchdoc.Seconds(st.Sub(created)), benchdoc.Seconds(succeeded))
 	return st.Sub(created), succeeded, nil
 }
 
@@ -466,29 +467,10 @@ func pct(ds []time.Duration, p int) time.Duration {
 	return s[max(i-1, 0)]
 }
 
-func fmtD(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
-
 func joinD(ds []time.Duration) string {
 	parts := make([]string, len(ds))
 	for i, d := range ds {
 		parts[i] = fmt.Sprintf("%.1f", d.Seconds())
 	}
 	return strings.Join(parts, ", ") + " s"
-}
-
-// writeReport replaces the text between the bench markers in path, or writes the report alone
-// when the file has no markers.
-func writeReport(path, report string) error {
-	const begin, end = "<!-- bench:begin -->\n", "<!-- bench:end -->"
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	s := string(old)
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	if i < 0 || j < i {
-		return os.WriteFile(path, []byte(report), 0o644)
-	}
-	stamp := fmt.Sprintf("Measured %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	return os.WriteFile(path, []byte(s[:i+len(begin)]+stamp+report+s[j:]), 0o644)
 }

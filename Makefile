@@ -20,7 +20,7 @@ generate: ## Regenerate deepcopy code and the CRD from the API types.
 	CG=$$(hack/tool.sh controller-gen); \
 	$$CG object paths=./internal/api/... && \
 	$$CG crd:allowDangerousTypes=false paths=./internal/api/... output:crd:artifacts:config=charts/slipway/crds && \
-	$$CG rbac:roleName=slipway-controller paths=./internal/controller/... output:rbac:artifacts:config=charts/slipway/files/rbac
+	$$CG rbac:roleName=slipway-controller paths="{./internal/controller/...,./internal/report/...}" output:rbac:artifacts:config=charts/slipway/files/rbac
 
 check-generated: generate ## Fail if generated files are stale.
 	@git diff --exit-code -- internal/api charts/slipway/crds charts/slipway/files/rbac || \

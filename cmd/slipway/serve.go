@@ -22,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -34,6 +35,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/forge/gitlab"
 	"github.com/slipway-dev/slipway/internal/intake"
 	"github.com/slipway-dev/slipway/internal/podspec"
+	"github.com/slipway-dev/slipway/internal/report"
 )
 
 // drainTimeout is how long in-flight deliveries may finish after SIGTERM; Kubernetes' default
@@ -124,11 +126,21 @@ func newServer(ctx context.Context, c config.Serve, log *slog.Logger) (*http.Ser
 		return nil, nil, fmt.Errorf("creating discovery client: %w", err)
 	}
 
+	fg, err := newForges(c, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	logs, err := podLogs(restCfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	var mgr manager.Manager
+	var reader client.Reader = kube
 	if c.Controller.Enabled {
-		if mgr, err = newManager(ctx, restCfg, scheme, c, log); err != nil {
+		if mgr, err = newManager(ctx, restCfg, scheme, c, fg, logs, log); err != nil {
 			return nil, nil, err
 		}
+		reader = mgr.GetClient()
 	}
 
 	reg := prometheus.NewRegistry()
@@ -146,6 +158,9 @@ func newServer(ctx context.Context, c config.Serve, log *slog.Logger) (*http.Ser
 
 	mux := http.NewServeMux()
 	h.Register(mux)
+	if err := fg.buildPage(mux, reader, logs, log); err != nil {
+		return nil, nil, err
+	}
 	// One /metrics for intake's registry and controller-runtime's (reconcile counts, queue depth).
 	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{reg, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
@@ -214,7 +229,7 @@ func serve(ctx context.Context, srv *http.Server, mgr manager.Manager, ln net.Li
 }
 
 // newManager builds the leader-elected controller manager, watching the build namespace only.
-func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, c config.Serve, log *slog.Logger) (manager.Manager, error) {
+func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Scheme, c config.Serve, fg *forges, logs report.LogSource, log *slog.Logger) (manager.Manager, error) {
 	cc := c.Controller
 	leaseNS := cc.LeaderElectionNamespace
 	if leaseNS == "" {
@@ -230,6 +245,9 @@ func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Schem
 		LeaderElectionID:              "slipway-controller",
 		LeaderElectionNamespace:       leaseNS,
 		LeaderElectionReleaseOnCancel: true,
+		// The name check guards against two controllers sharing metrics in one process; serve
+		// runs one manager per process, and tests run several in sequence.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr(true)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating controller manager: %w", err)
@@ -260,14 +278,19 @@ func newManager(ctx context.Context, restCfg *rest.Config, scheme *runtime.Schem
 	if err := opts.Pod.Validate(); err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
+	var fallback forge.TokenSource
 	if cc.CloneTokenSecret != "" {
-		opts.Tokens = controller.SecretToken{Reader: mgr.GetAPIReader(), Name: cc.CloneTokenSecret}
+		fallback = controller.SecretToken{Reader: mgr.GetAPIReader(), Name: cc.CloneTokenSecret}
 	}
+	fg.controllerOptions(&opts, fallback, cc.AllowedRegistries)
 	r := &controller.Reconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("slipway"),
 		Log: log.With("component", "controller"), Opts: opts,
 	}
 	if err := controller.Setup(ctx, mgr, r); err != nil {
+		return nil, err
+	}
+	if err := fg.setupReporter(mgr, logs, log); err != nil {
 		return nil, err
 	}
 	return mgr, nil
@@ -316,3 +339,5 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 	}
 	return cfg, nil
 }
+
+func ptr[T any](v T) *T { return &v }

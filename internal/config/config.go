@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -25,10 +26,24 @@ type Serve struct {
 	// Kubeconfig is a kubeconfig path; empty means in-cluster.
 	Kubeconfig string `json:"kubeconfig"`
 	// Namespace is where Builds are created.
-	Namespace  string     `json:"namespace"`
-	GitHub     GitHub     `json:"github"`
-	GitLab     GitLab     `json:"gitlab"`
-	Controller Controller `json:"controller"`
+	Namespace string `json:"namespace"`
+	// ExternalURL is where people reach this server (the Ingress), e.g.
+	// https://slipway.example.com: every status links to <externalURL>/builds/<ns>/<name>.
+	// Empty means statuses carry no link and no build page is served.
+	ExternalURL string     `json:"externalURL"`
+	BuildPage   BuildPage  `json:"buildPage"`
+	GitHub      GitHub     `json:"github"`
+	GitLab      GitLab     `json:"gitlab"`
+	Controller  Controller `json:"controller"`
+}
+
+// BuildPage configures the signed links behind statuses.
+type BuildPage struct {
+	// SigningKeyFile holds the HMAC key (at least 32 bytes) that signs build links; required
+	// with externalURL. Rotating it invalidates every link already posted.
+	SigningKeyFile string `json:"signingKeyFile"`
+	// LinkTTL is how long a posted link opens the page.
+	LinkTTL metav1.Duration `json:"linkTTL"`
 }
 
 // Controller configures the Build reconciler that runs in the same process, leader-elected.
@@ -45,7 +60,10 @@ type Controller struct {
 	BuildKitImage   string            `json:"buildkitImage"`
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy"`
 	// RegistryPrefix is where images of targets without an absolute image go.
-	RegistryPrefix     string   `json:"registryPrefix"`
+	RegistryPrefix string `json:"registryPrefix"`
+	// AllowedRegistries are prefixes an absolute image in .slipway.yaml may push to, besides
+	// the registry prefix.
+	AllowedRegistries  []string `json:"allowedRegistries"`
 	InsecureRegistries []string `json:"insecureRegistries"`
 	// PushSecretName is a kubernetes.io/dockerconfigjson Secret in the build namespace.
 	PushSecretName string `json:"pushSecretName"`
@@ -94,6 +112,17 @@ type Supersede struct {
 // GitHub configures the GitHub App forge.
 type GitHub struct {
 	WebhookSecretFile string `json:"webhookSecretFile"`
+	// AppID and PrivateKeyFile identify the GitHub App. Without them Slipway only receives
+	// webhooks: no statuses, no .slipway.yaml, public repositories only.
+	AppID          int64  `json:"appID"`
+	PrivateKeyFile string `json:"privateKeyFile"`
+	// APIURL is the REST API root; empty is github.com, or a GitHub Enterprise Server URL.
+	APIURL string `json:"apiURL"`
+	// Host is the web host deliveries name (repository.html_url); empty derives it from APIURL.
+	Host string `json:"host"`
+	// Reporting is "checks" (check runs, the default: at most 3 calls per build), "statuses"
+	// (commit statuses) or "both".
+	Reporting string `json:"reporting"`
 }
 
 // GitLab configures the GitLab forge.
@@ -101,22 +130,31 @@ type GitLab struct {
 	WebhookSecretFile string `json:"webhookSecretFile"`
 	// SigningSecretFile holds the hook's signing token; when set, unsigned deliveries are refused.
 	SigningSecretFile string `json:"signingSecretFile"`
+	// URL is the GitLab instance, default https://gitlab.com.
+	URL string `json:"url"`
+	// TokenFile holds an API token (scope api) that reports statuses and reads .slipway.yaml;
+	// without it Slipway only receives webhooks.
+	TokenFile string `json:"tokenFile"`
 }
 
 // Default returns the settings used when neither file nor flag says otherwise.
 func Default() Serve {
-	return Serve{Listen: ":8080", Namespace: "default", Controller: Controller{
-		Enabled: true, LeaderElection: true, Shape: "rootless", ImagePullPolicy: corev1.PullIfNotPresent,
-		DefaultTimeout:       metav1.Duration{Duration: 30 * time.Minute},
-		MaxRunning:           8,
-		MaxRunningPerRepo:    4,
-		Supersede:            Supersede{Branches: true, PullRequests: true},
-		ImagePullTimeout:     metav1.Duration{Duration: 3 * time.Minute},
-		UnschedulableTimeout: metav1.Duration{Duration: 10 * time.Minute},
-		PodRetention:         metav1.Duration{Duration: time.Hour},
-		KeepPerRepo:          50,
-		KeepFor:              metav1.Duration{Duration: 7 * 24 * time.Hour},
-	}}
+	return Serve{Listen: ":8080", Namespace: "default",
+		BuildPage: BuildPage{LinkTTL: metav1.Duration{Duration: 30 * 24 * time.Hour}},
+		GitHub:    GitHub{Reporting: "checks"},
+		GitLab:    GitLab{URL: "https://gitlab.com"},
+		Controller: Controller{
+			Enabled: true, LeaderElection: true, Shape: "rootless", ImagePullPolicy: corev1.PullIfNotPresent,
+			DefaultTimeout:       metav1.Duration{Duration: 30 * time.Minute},
+			MaxRunning:           8,
+			MaxRunningPerRepo:    4,
+			Supersede:            Supersede{Branches: true, PullRequests: true},
+			ImagePullTimeout:     metav1.Duration{Duration: 3 * time.Minute},
+			UnschedulableTimeout: metav1.Duration{Duration: 10 * time.Minute},
+			PodRetention:         metav1.Duration{Duration: time.Hour},
+			KeepPerRepo:          50,
+			KeepFor:              metav1.Duration{Duration: 7 * 24 * time.Hour},
+		}}
 }
 
 // Load reads a YAML file over the defaults. Unknown keys are errors that name the key: a typo in
@@ -147,9 +185,45 @@ func (c Serve) Validate() error {
 	if c.GitHub.WebhookSecretFile == "" && c.GitLab.WebhookSecretFile == "" {
 		return errors.New("github.webhookSecretFile or gitlab.webhookSecretFile: configure at least one forge")
 	}
+	if err := c.validateReporting(); err != nil {
+		return err
+	}
 	if c.Controller.Enabled {
 		if err := c.Controller.validate(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (c Serve) validateReporting() error {
+	if c.ExternalURL != "" {
+		u, err := url.Parse(c.ExternalURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return fmt.Errorf("externalURL: %q is not an http(s) URL without query", c.ExternalURL)
+		}
+		if c.BuildPage.SigningKeyFile == "" {
+			return errors.New("buildPage.signingKeyFile: required with externalURL, to sign build links")
+		}
+	}
+	if c.BuildPage.LinkTTL.Duration <= 0 {
+		return errors.New("buildPage.linkTTL: must be positive")
+	}
+	g := c.GitHub
+	if (g.AppID != 0) != (g.PrivateKeyFile != "") {
+		return errors.New("github.appID and github.privateKeyFile: set both or neither")
+	}
+	if g.AppID < 0 {
+		return errors.New("github.appID: must be positive")
+	}
+	switch g.Reporting {
+	case "checks", "statuses", "both":
+	default:
+		return fmt.Errorf("github.reporting: %q is not checks, statuses or both", g.Reporting)
+	}
+	if c.GitLab.TokenFile != "" {
+		if u, err := url.Parse(c.GitLab.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("gitlab.url: %q is not an http(s) URL", c.GitLab.URL)
 		}
 	}
 	return nil

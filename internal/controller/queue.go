@@ -62,13 +62,15 @@ func newer(a, b *v1alpha1.Build) bool {
 // SupersededBy returns the newest build that makes me obsolete, or nil. peers are the builds
 // with the same SupersedeKey (me may be among them).
 func SupersededBy(me *v1alpha1.Build, peers []v1alpha1.Build, p SupersedePolicy) *v1alpha1.Build {
-	if me.Status.Phase.Terminal() || !p.Applies(me) {
+	if me.Status.Phase.Terminal() || me.IsTrigger() || !p.Applies(me) {
 		return nil
 	}
 	var newest *v1alpha1.Build
 	for i := range peers {
 		o := &peers[i]
-		if o.UID == me.UID || o.DeletionTimestamp != nil || SupersedeKey(o) != SupersedeKey(me) || !newer(o, me) {
+		// A trigger is not a build yet: it may expand into nothing (a paths filter), so only the
+		// Builds it creates supersede.
+		if o.UID == me.UID || o.DeletionTimestamp != nil || o.IsTrigger() || SupersedeKey(o) != SupersedeKey(me) || !newer(o, me) {
 			continue
 		}
 		if newest == nil || newer(o, newest) {
@@ -95,7 +97,7 @@ func Admit(me *v1alpha1.Build, all []v1alpha1.Build, l Limits) bool {
 		case active(b):
 			running++
 			perRepo[b.Spec.Source.Repository]++
-		case !b.Status.Phase.Terminal() && b.DeletionTimestamp == nil:
+		case !b.Status.Phase.Terminal() && b.DeletionTimestamp == nil && !b.IsTrigger():
 			queued = append(queued, b)
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
 	"github.com/slipway-dev/slipway/internal/forge"
 	"github.com/slipway-dev/slipway/internal/podspec"
+	"github.com/slipway-dev/slipway/internal/repoconfig"
 )
 
 // Condition types on a Build.
@@ -53,6 +54,9 @@ type Options struct {
 	CancelGrace time.Duration
 	// Tokens mints clone tokens; nil means public repositories only.
 	Tokens forge.TokenSource
+	// Resolver reads .slipway.yaml for trigger Builds; nil builds every trigger's default
+	// target (Dockerfile at the root, image <prefix>/<owner>/<repo>).
+	Resolver Resolver
 	// Now is the clock, for tests.
 	Now func() time.Time
 }
@@ -77,8 +81,20 @@ const indexSupersedeKey = "slipway.supersedeKey"
 // finishing Builds normally wake it first.
 const requeueQueued = 10 * time.Second
 
-// Reconcile implements reconcile.Reconciler.
+// conflictRetry is how soon a Build is looked at again after a write conflict.
+const conflictRetry = 100 * time.Millisecond
+
+// Reconcile implements reconcile.Reconciler. A write conflict means another writer (the
+// reporter, another replica) changed the Build first: retry with fresh state, quietly.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return res, err
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var b v1alpha1.Build
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -89,6 +105,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	now := r.Opts.Now()
 	if b.Status.Phase.Terminal() {
 		return r.finish(ctx, &b, now)
+	}
+	if b.IsTrigger() {
+		resolver := r.Opts.Resolver
+		if resolver == nil {
+			resolver = repoconfig.Resolver{Files: repoconfig.Mux{}, Options: repoconfig.Options{RegistryPrefix: r.Opts.Pod.RegistryPrefix}}
+		}
+		return r.expand(ctx, &b, resolver)
 	}
 	if b.Status.Phase == "" {
 		return ctrl.Result{}, r.transition(ctx, &b, v1alpha1.PhaseQueued, "Queued", "waiting for a build slot", now, nil)
@@ -254,14 +277,14 @@ func (r *Reconciler) pod(ctx context.Context, b *v1alpha1.Build) (*corev1.Pod, e
 func (r *Reconciler) createPod(ctx context.Context, b *v1alpha1.Build, now time.Time) error {
 	refs, err := podspec.ImageRefs(b, r.Opts.Pod.RegistryPrefix)
 	if err != nil {
-		return r.transition(ctx, b, v1alpha1.PhaseFailed, "ConfigInvalid", err.Error(), now, nil)
+		return r.transition(ctx, b, v1alpha1.PhaseFailed, ReasonConfigInvalid, err.Error(), now, nil)
 	}
 	secret, err := r.ensureTokenSecret(ctx, b)
 	if err != nil {
 		return err
 	}
 	settings, pool := SettingsFor(b, r.Opts.Pod, r.Opts.Pools)
-	pod := podspec.Pod(podspec.Input{Build: b, Refs: refs, GitTokenSecret: secret, Push: !b.Spec.Source.Fork}, settings)
+	pod := podspec.Pod(podspec.Input{Build: b, Refs: refs, GitTokenSecret: secret, Push: b.Pushes()}, settings)
 	if pool != "" {
 		pod.Labels[LabelPool] = pool
 	}
@@ -294,6 +317,9 @@ func (r *Reconciler) ensureTokenSecret(ctx context.Context, b *v1alpha1.Build) (
 	tok, err := r.Opts.Tokens.CloneToken(ctx, b)
 	if err != nil {
 		return "", fmt.Errorf("minting clone token: %w", err)
+	}
+	if tok == "" {
+		return "", nil // a public repository: clone without credentials
 	}
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: b.Namespace, Labels: map[string]string{podspec.LabelBuild: b.Name}},

@@ -32,6 +32,12 @@ type Delivery struct {
 	Source *v1alpha1.Source
 	// Sender is who caused the event.
 	Sender string
+	// Target limits the build to one target of the repository's config (a re-run of one
+	// check run); empty means every target that matches.
+	Target string
+	// Before is the commit a push moved the branch from, when the forge says, so that paths
+	// filters can see what the push changed.
+	Before string
 	// Ignored says why nothing is built (a ping, a deleted branch, a closed PR, …).
 	Ignored string
 }
@@ -53,10 +59,11 @@ func Invalidf(format string, args ...any) error {
 const ZeroSHA = "0000000000000000000000000000000000000000"
 
 var (
-	shaPattern  = regexp.MustCompile(`^[0-9a-f]{40}$`)
-	repoPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
-	refPattern  = regexp.MustCompile(`^refs/(heads|tags|pull|merge-requests)/[^\s~^:?*\[\\]+$`)
-	hostPattern = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$`)
+	targetPattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,28}[a-z0-9])?$`)
+	shaPattern    = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	repoPattern   = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)+$`)
+	refPattern    = regexp.MustCompile(`^refs/(heads|tags|pull|merge-requests)/[^\s~^:?*\[\\]+$`)
+	hostPattern   = regexp.MustCompile(`^[A-Za-z0-9.-]+(:[0-9]+)?$`)
 )
 
 // ValidateSource checks a normalised Source against the same rules as the Build CRD schema, so
@@ -97,4 +104,17 @@ func Truncate(s string) string {
 // per-build Secret that only the builder mounts.
 type TokenSource interface {
 	CloneToken(ctx context.Context, b *v1alpha1.Build) (string, error)
+}
+
+// IsSHA reports whether s is a full, non-zero commit SHA.
+func IsSHA(s string) bool { return shaPattern.MatchString(s) && s != ZeroSHA }
+
+// TargetFromContext returns the target named by a status or check name "slipway/<target>",
+// or "" when the name is not one of ours or not a valid target name.
+func TargetFromContext(name string) string {
+	t, ok := strings.CutPrefix(name, "slipway/")
+	if !ok || !targetPattern.MatchString(t) {
+		return ""
+	}
+	return t
 }

@@ -32,3 +32,10 @@ func (m TokenMux) CloneToken(ctx context.Context, b *v1alpha1.Build) (string, er
 	}
 	return "", fmt.Errorf("no clone token source for %s host %s", b.Spec.Source.Forge, b.Spec.Source.Host)
 }
+
+// NoToken is the TokenSource of public repositories: it mints nothing, and the build clones
+// without credentials.
+type NoToken struct{}
+
+// CloneToken implements TokenSource.
+func (NoToken) CloneToken(context.Context, *v1alpha1.Build) (string, error) { return "", nil }

@@ -11,7 +11,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/forge"
 )
 
-// DefaultTarget is the one target built until repository config (.slipway.yaml) names others.
+// DefaultTarget is the placeholder target of a trigger Build; the controller replaces it with
+// the targets of the repository's .slipway.yaml.
 const DefaultTarget = "default"
 
 // BuildName derives a Build's name from the delivery, so that every copy of one delivery maps
@@ -35,19 +36,29 @@ func BodyDeliveryID(body []byte) string {
 	return "body-" + hex.EncodeToString(sum[:])
 }
 
-// NewBuild turns a verified, buildable delivery into a Build object. Pure: no I/O.
+// NewBuild turns a verified, buildable delivery into a trigger Build: the record of the
+// delivery, which the controller expands into one Build per target once it has read the
+// repository's config (a network call intake must not make). Pure: no I/O.
 func NewBuild(namespace string, d forge.Delivery, receivedAt time.Time) *v1alpha1.Build {
 	s := *d.Source
 	at := metav1.NewTime(receivedAt.UTC().Truncate(time.Second))
+	targets := d.Target
+	if targets == "" {
+		targets = "*"
+	}
+	annotations := map[string]string{v1alpha1.AnnotationTargets: targets}
+	if d.Before != "" {
+		annotations[v1alpha1.AnnotationBefore] = d.Before
+	}
 	return &v1alpha1.Build{
 		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "Build"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      BuildName(s.Forge, d.ID, DefaultTarget),
-			Namespace: namespace,
+			Name:        BuildName(s.Forge, d.ID, ""),
+			Namespace:   namespace,
+			Annotations: annotations,
 			Labels: map[string]string{
 				v1alpha1.LabelForge:       string(s.Forge),
 				v1alpha1.LabelEvent:       string(s.Event),
-				v1alpha1.LabelTarget:      DefaultTarget,
 				v1alpha1.LabelCommitShort: s.Commit[:7],
 			},
 		},

@@ -168,8 +168,15 @@ func checkDelivery(t *testing.T, s *server, f v1alpha1.Forge, want forge.Deliver
 		t.Fatalf("getting the Build the response names: %v", err)
 	}
 	wantB := intake.NewBuild(s.ns, want, now)
-	if b.Name != intake.BuildName(f, want.ID, intake.DefaultTarget) || !strings.HasPrefix(b.Name, string(f)+"-") {
+	if b.Name != intake.BuildName(f, want.ID, "") || !strings.HasPrefix(b.Name, string(f)+"-") {
 		t.Errorf("name %q", b.Name)
+	}
+	// A trigger: the controller expands it into the targets of the repository's config.
+	if targets := b.Annotations[v1alpha1.AnnotationTargets]; !b.IsTrigger() || (want.Target == "" && targets != "*") || (want.Target != "" && targets != want.Target) {
+		t.Errorf("trigger annotation %q for delivery target %q", targets, want.Target)
+	}
+	if b.Annotations[v1alpha1.AnnotationBefore] != want.Before {
+		t.Errorf("before annotation %q, want %q", b.Annotations[v1alpha1.AnnotationBefore], want.Before)
 	}
 	if !equality.Semantic.DeepEqual(b.Spec, wantB.Spec) {
 		t.Errorf("stored spec differs:\n got %+v\nwant %+v", b.Spec, wantB.Spec)
@@ -409,7 +416,7 @@ func TestWithoutDeliveryID(t *testing.T) {
 		}
 	}
 	b := s.builds(t)
-	if len(b) != 1 || b[0].Name != intake.BuildName(v1alpha1.ForgeGitHub, intake.BodyDeliveryID(body), "default") {
+	if len(b) != 1 || b[0].Name != intake.BuildName(v1alpha1.ForgeGitHub, intake.BodyDeliveryID(body), "") {
 		t.Fatalf("builds %+v", b)
 	}
 }

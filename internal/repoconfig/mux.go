@@ -20,13 +20,14 @@ type Reader interface {
 }
 
 // Mux dispatches to the Reader of a Build's forge and host, so that one Resolver serves every
-// configured forge.
+// configured forge. A forge without API credentials (webhooks only) has no Reader: its
+// repositories read as having no .slipway.yaml and build the default target.
 type Mux map[ForgeHost]Reader
 
 func (m Mux) pick(s *v1alpha1.Source) (Reader, error) {
 	r, ok := m[ForgeHost{s.Forge, s.Host}]
 	if !ok {
-		return nil, fmt.Errorf("no API client configured for %s host %s", s.Forge, s.Host)
+		return nil, fmt.Errorf("no API client configured for %s host %s: %w", s.Forge, s.Host, ErrNotFound)
 	}
 	return r, nil
 }
@@ -44,7 +45,7 @@ func (m Mux) ReadFile(ctx context.Context, s *v1alpha1.Source, ref, path string)
 func (m Mux) ChangedFiles(ctx context.Context, s *v1alpha1.Source, base, head string) ([]string, error) {
 	r, err := m.pick(s)
 	if err != nil {
-		return nil, err
+		return nil, nil // unknown: paths filters match
 	}
 	return r.ChangedFiles(ctx, s, base, head)
 }

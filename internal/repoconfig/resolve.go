@@ -29,7 +29,7 @@ type ChangeSource interface {
 
 // AnnotationBefore is the Build annotation holding a push's previous commit (the webhook's
 // "before"), when intake recorded it; it lets paths filters see what a push changed.
-const AnnotationBefore = "slipway.dev/before"
+const AnnotationBefore = v1alpha1.AnnotationBefore
 
 // Options are the installation's rules for images.
 type Options struct {

@@ -172,8 +172,20 @@ type due struct {
 	previous *v1alpha1.Report
 }
 
-// Reconcile implements reconcile.Reconciler.
+// conflictRetry is how soon a Build is looked at again after a write conflict.
+const conflictRetry = 100 * time.Millisecond
+
+// Reconcile implements reconcile.Reconciler. A write conflict means another writer (the
+// controller, another replica) changed the Build first: retry with fresh state, quietly.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	res, err := r.reconcile(ctx, req)
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: conflictRetry}, nil
+	}
+	return res, err
+}
+
+func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if r.retries == nil {
 		if err := r.defaults(); err != nil {
 			return ctrl.Result{}, err
@@ -291,6 +303,11 @@ func dueReports(b *v1alpha1.Build, channels []Channel, deleted bool) []due {
 }
 
 func (r *Reconciler) channelsFor(b *v1alpha1.Build) []Channel {
+	// A trigger is reported only when it fails (an invalid .slipway.yaml): otherwise the
+	// Builds it expands into report, and a "pending" for the trigger would never complete.
+	if b.IsTrigger() && b.Status.Phase != v1alpha1.PhaseFailed {
+		return nil
+	}
 	var out []Channel
 	for _, c := range r.Opts.Channels {
 		if c.Forge == b.Spec.Source.Forge && (c.Host == "" || c.Host == b.Spec.Source.Host) {

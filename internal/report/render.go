@@ -40,6 +40,10 @@ func StateOf(b *v1alpha1.Build, deleted bool) forge.State {
 
 // Context is what the forge shows as the status or check name.
 func Context(b *v1alpha1.Build) string {
+	if b.IsTrigger() {
+		// Only a trigger whose config is invalid is reported; it has no target yet.
+		return "slipway/config"
+	}
 	name := b.Spec.Target.Name
 	if name == "" {
 		name = "default"

@@ -73,11 +73,14 @@ func TestTemplateGolden(t *testing.T) {
 	}
 }
 
-// checkRender asserts what must hold in any render: the config is valid for the binary, and
-// Slipway's own pod meets the restricted Pod Security Standard.
-func checkRender(t *testing.T, out string) {
+// checkRender asserts what must hold in any render: the config is valid for the binary, every
+// file it names is a key of a Secret mounted read-only, and Slipway's own pod meets the
+// restricted Pod Security Standard. It returns the config.
+func checkRender(t *testing.T, out string) config.Serve {
 	t.Helper()
 	var sawConfig, sawDeploy bool
+	var c config.Serve
+	var pod corev1.PodSpec
 	for _, doc := range strings.Split(out, "\n---\n") {
 		var meta struct{ Kind string }
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
@@ -93,7 +96,8 @@ func checkRender(t *testing.T, out string) {
 			if err := os.WriteFile(path, []byte(cm.Data["config.yaml"]), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			c, err := config.Load(path)
+			var err error
+			c, err = config.Load(path)
 			if err != nil {
 				t.Fatalf("slipway serve would reject the chart's config: %v\n%s", err, cm.Data["config.yaml"])
 			}
@@ -109,6 +113,7 @@ func checkRender(t *testing.T, out string) {
 				t.Fatal(err)
 			}
 			ps := d.Spec.Template.Spec
+			pod = ps
 			if ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot || ps.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 				t.Fatal("slipway pod is not restricted")
 			}
@@ -122,12 +127,88 @@ func checkRender(t *testing.T, out string) {
 	if !sawConfig || !sawDeploy {
 		t.Fatal("render lacks the ConfigMap or the Deployment")
 	}
+	for key, file := range map[string]string{
+		"buildPage.signingKeyFile": c.BuildPage.SigningKeyFile,
+		"github.webhookSecretFile": c.GitHub.WebhookSecretFile,
+		"github.privateKeyFile":    c.GitHub.PrivateKeyFile,
+		"gitlab.webhookSecretFile": c.GitLab.WebhookSecretFile,
+		"gitlab.signingSecretFile": c.GitLab.SigningSecretFile,
+		"gitlab.tokenFile":         c.GitLab.TokenFile,
+	} {
+		if file != "" && !mountsSecretFile(pod, file) {
+			t.Errorf("%s: %s is not a Secret key mounted read-only into the slipway container", key, file)
+		}
+	}
+	return c
+}
+
+// mountsSecretFile says whether file is a Secret item mounted read-only in the first container.
+func mountsSecretFile(ps corev1.PodSpec, file string) bool {
+	dir, base := filepath.Split(file)
+	for _, m := range ps.Containers[0].VolumeMounts {
+		if filepath.Clean(m.MountPath) != filepath.Clean(dir) || !m.ReadOnly {
+			continue
+		}
+		for _, v := range ps.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == base {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// TestExternalURLFromIngress: without externalURL, statuses link to the Ingress host.
+func TestExternalURLFromIngress(t *testing.T) {
+	bin := helm(t)
+	out, err := run(t, bin, "template", "slipway", chartDir, "--set", "github.enabled=true",
+		"--set", "ingress.enabled=true", "--set", "buildPage.signingKey.name=slipway-build-page")
+	if err != nil {
+		t.Fatalf("helm template: %v\n%s", err, out)
+	}
+	c := checkRender(t, out)
+	if c.ExternalURL != "https://slipway.example.com" || c.BuildPage.SigningKeyFile == "" {
+		t.Errorf("externalURL %q, signingKeyFile %q: want the Ingress URL and a key", c.ExternalURL, c.BuildPage.SigningKeyFile)
+	}
+	if c.GitHub.AppID != 0 || c.GitHub.PrivateKeyFile != "" || c.GitHub.Reporting != "checks" {
+		t.Errorf("github without an App ID: got appID %d, privateKeyFile %q, reporting %q", c.GitHub.AppID, c.GitHub.PrivateKeyFile, c.GitHub.Reporting)
+	}
+}
+
+// TestTemplateFails: a known URL without a key to sign its links fails at install time, naming
+// the value to set.
+func TestTemplateFails(t *testing.T) {
+	bin := helm(t)
+	for _, sets := range [][]string{
+		{"github.enabled=true", "ingress.enabled=true"},
+		{"github.enabled=true", "externalURL=https://slipway.example.com"},
+	} {
+		args := []string{"template", "slipway", chartDir}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		out, err := run(t, bin, args...)
+		if err == nil {
+			t.Errorf("%v was accepted:\n%.300s", sets, out)
+		} else if !strings.Contains(out, "buildPage.signingKey.name is required") {
+			t.Errorf("%v failed without naming buildPage.signingKey.name:\n%s", sets, out)
+		}
+	}
 }
 
 // TestSchemaRejects: typos and wrong types fail at install time, not at run time.
 func TestSchemaRejects(t *testing.T) {
 	bin := helm(t)
-	for _, set := range []string{"build.shap=userns", "replicas=two", "build.shape=privileged", "build.defaultTimeout=soon", "unknownKey=1"} {
+	for _, set := range []string{
+		"build.shap=userns", "replicas=two", "build.shape=privileged", "build.defaultTimeout=soon", "unknownKey=1",
+		"github.reporting=check", "github.app.id=abc", "github.app.id=-1", "github.app.privateKeyFile=/key",
+		"buildPage.linkTTL=30d", "externalURL=slipway.example.com", "gitlab.url=", "build.allowedRegistries[0]=a b",
+	} {
 		if out, err := run(t, bin, "template", "slipway", chartDir, "--set", set); err == nil {
 			t.Errorf("--set %s was accepted:\n%.300s", set, out)
 		}

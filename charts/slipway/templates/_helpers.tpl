@@ -37,3 +37,24 @@ they apply: leases in the release namespace, everything else in the build namesp
 {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* Where people and forges reach Slipway: externalURL, else https://<ingress.host> when the
+Ingress is enabled, else empty (statuses carry no link). No trailing slash, since build links
+are <url>/builds/<namespace>/<name>. */}}
+{{- define "slipway.externalURL" -}}
+{{- if .Values.externalURL -}}
+{{- trimSuffix "/" .Values.externalURL -}}
+{{- else if .Values.ingress.enabled -}}
+{{- printf "https://%s" .Values.ingress.host -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether Slipway can report to GitHub: the App's ID (and so its private key) is set. */}}
+{{- define "slipway.githubApp" -}}
+{{- if and .Values.github.enabled (gt (int64 .Values.github.app.id) 0) }}true{{ end -}}
+{{- end -}}
+
+{{/* Whether Slipway can report to GitLab: an API token Secret is named. */}}
+{{- define "slipway.gitlabToken" -}}
+{{- if and .Values.gitlab.enabled .Values.gitlab.apiToken.name }}true{{ end -}}
+{{- end -}}

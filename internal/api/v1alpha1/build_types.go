@@ -53,6 +53,41 @@ const (
 	LabelTarget      = "slipway.dev/target"
 )
 
+// Annotations that carry a Build from intake through config resolution.
+const (
+	// AnnotationTargets marks a trigger: a Build recorded by intake before the repository's
+	// .slipway.yaml was read. The controller reads it, creates one Build per matching target
+	// (named <trigger>-<target>) and deletes the trigger. The value is "*" for every target, or
+	// one target's name (a re-run of one check run).
+	AnnotationTargets = "slipway.dev/targets"
+	// AnnotationBefore is the commit a push moved the branch from, for paths filters.
+	AnnotationBefore = "slipway.dev/before"
+	// AnnotationConfigRef is where a resolved Build's config was read: the commit, or for a
+	// fork the base branch.
+	AnnotationConfigRef = "slipway.dev/config-ref"
+	// AnnotationPush is "false" when the repository's config forbids pushing (a fork under
+	// forkPolicy build-no-push) and "true" when it allows a fork to push; absent, forks do not
+	// push and everything else does.
+	AnnotationPush = "slipway.dev/push"
+)
+
+// IsTrigger reports whether b still waits for its targets to be read from the repository.
+func (b *Build) IsTrigger() bool {
+	_, ok := b.Annotations[AnnotationTargets]
+	return ok
+}
+
+// Pushes reports whether b's image is pushed.
+func (b *Build) Pushes() bool {
+	switch b.Annotations[AnnotationPush] {
+	case "false":
+		return false
+	case "true":
+		return true
+	}
+	return !b.Spec.Source.Fork
+}
+
 // Build asks for one image to be built from one commit.
 //
 // +kubebuilder:object:root=true

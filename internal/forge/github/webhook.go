@@ -122,6 +122,8 @@ func Parse(event string, body []byte) (forge.Delivery, error) {
 			return d, nil
 		}
 		cr := e.GetCheckRun()
+		// Re-running one check run rebuilds only its target; other names mean every target.
+		d.Target = forge.TargetFromContext(cr.GetName())
 		return rerun(d, e.GetRepo(), e.GetInstallation(), cr.GetHeadSHA(), cr.GetCheckSuite().GetHeadBranch(), cr.PullRequests)
 	case *gh.PingEvent:
 		d.Ignored = "ping"
@@ -161,6 +163,9 @@ func push(d forge.Delivery, e *gh.PushEvent) (forge.Delivery, error) {
 		return forge.Delivery{}, err
 	}
 	s.Commit, s.Ref, s.Event = e.GetAfter(), e.GetRef(), ev
+	if forge.IsSHA(e.GetBefore()) {
+		d.Before = e.GetBefore()
+	}
 	d.Source = s
 	return d, forge.ValidateSource(s)
 }

@@ -156,6 +156,9 @@ func Parse(event string, body []byte) (forge.Delivery, error) {
 	switch e := payload.(type) {
 	case *gl.PushEvent:
 		d.Sender = e.UserUsername
+		if forge.IsSHA(e.Before) {
+			d.Before = e.Before
+		}
 		p := e.Project
 		return pushLike(d, v1alpha1.EventPush, "refs/heads/", e.Ref, e.After, e.CheckoutSHA,
 			project{p.ID, p.PathWithNamespace, p.GitHTTPURL, p.WebURL, p.DefaultBranch}, e.ProjectID)

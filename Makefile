@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/slipway-dev/slipway/internal/version.Version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: all build test unit lint generate check-generated fuzz bench envtest-assets testbeds e2e images bench-controller dev-apiserver clean
+.PHONY: demo demo-down all build test unit lint generate check-generated fuzz bench envtest-assets testbeds e2e images bench-controller dev-apiserver clean
 
 all: build
 
@@ -52,6 +52,12 @@ e2e: ## End-to-end tests on the real single-node cluster, on both node runtimes.
 
 images: testbeds ## Build Slipway's images with rootless BuildKit and push them to the test cluster.
 	hack/images/slipway-images.sh
+
+demo: ## One command: test cluster, images, chart, fake GitHub, a signed push followed to the image.
+	hack/demo/demo.sh up
+
+demo-down: ## Stop what `make demo` started.
+	hack/demo/demo.sh down
 
 bench-controller: ## Controller and build-pod benchmark on the test cluster.
 	hack/bench/controller/run.sh -out docs/performance-controller.md

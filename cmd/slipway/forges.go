@@ -57,9 +57,9 @@ func newForges(c config.Serve, log *slog.Logger) (*forges, error) {
 		}
 		host := app.Host()
 		if g.Reporting != "statuses" {
-			// With statuses as well, the status says "pending" and the queued check run is
-			// skipped: the build stays within its API budget.
-			checks, err := github.NewChecks(app, github.CheckOptions{SkipQueued: g.Reporting == "both"})
+			// "both" reports every state on both channels: 6 calls per build instead of 4,
+			// the price of branch protection on statuses plus the checks UI.
+			checks, err := github.NewChecks(app, github.CheckOptions{})
 			if err != nil {
 				return nil, err
 			}

@@ -189,13 +189,14 @@ SLIPWAY_BINARY=$CTX/slipway"
 if [ -d "$CLUSTER_DIR" ]; then
   echo "$lines" >"$CLUSTER_DIR/slipway-images.env.tmp"
   mv "$CLUSTER_DIR/slipway-images.env.tmp" "$CLUSTER_DIR/slipway-images.env"
-  # For the Helm chart on the test cluster (charts/slipway/values.yaml keys). The server image goes
-  # by tag (the chart takes repository + tag); build pods take the images by digest.
+  # For the Helm chart on the test cluster (charts/slipway/values.yaml keys): every image by
+  # digest, so that a rebuilt image is what runs.
   cat >"$CLUSTER_DIR/slipway-values.yaml" <<EOF
 # Written by hack/images/slipway-images.sh: Slipway's images in the test cluster's registry.
 image:
   repository: ${ref[slipway]%@*}
   tag: dev
+  digest: ${ref[slipway]#*@}
 build:
   builderImage: ${ref[slipway-builder]}
   buildkitImage: ${ref[buildkit-rootless]}

@@ -120,8 +120,8 @@ type GitHub struct {
 	APIURL string `json:"apiURL"`
 	// Host is the web host deliveries name (repository.html_url); empty derives it from APIURL.
 	Host string `json:"host"`
-	// Reporting is "checks" (check runs, the default: at most 3 calls per build), "statuses"
-	// (commit statuses) or "both".
+	// Reporting is "checks" (check runs, the default: with the .slipway.yaml read, 4 API calls
+	// per build), "statuses" (commit statuses: 3) or "both" (6).
 	Reporting string `json:"reporting"`
 }
 

@@ -191,6 +191,9 @@ func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
+	// A worker must never hang on one Build: every call below is bounded, and so is the whole.
+	ctx, cancel := context.WithTimeout(ctx, 3*r.Opts.CallTimeout)
+	defer cancel()
 	var b v1alpha1.Build
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

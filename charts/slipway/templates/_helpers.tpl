@@ -23,11 +23,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{- define "slipway.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The controller's rules as generated from the code (files/rbac/role.yaml), split by where
-they apply: leases in the release namespace, everything else in the build namespace. */}}
+they apply: leases in the release namespace, everything else in the build namespace. Leader
+election also records Events (core API) next to its Lease. */}}
 {{- define "slipway.rules" -}}
 {{- $role := .root.Files.Get "files/rbac/role.yaml" | fromYaml -}}
 {{- range $role.rules }}
@@ -35,6 +40,11 @@ they apply: leases in the release namespace, everything else in the build namesp
 {{- if eq $lease (eq $.scope "release") }}
 - {{ toYaml . | indent 2 | trim }}
 {{- end }}
+{{- end }}
+{{- if eq .scope "release" }}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
 {{- end }}
 {{- end -}}
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -290,10 +291,31 @@ func (t *installationTransport) RoundTrip(req *http.Request) (*http.Response, er
 	r := req.Clone(req.Context())
 	r.Header.Set("Authorization", "token "+tok)
 	resp, err := t.base.RoundTrip(r)
-	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.app.forget(t.id)
+	// 401: the token was revoked. 404 on a write (a status, a check run, of a repository that
+	// just sent a webhook): the token may predate the repository joining the installation.
+	// Either way a fresh token may succeed: mint one and try once more, rather than fail the
+	// report for minutes. A 404 on a read is an answer (no .slipway.yaml), not retried: that
+	// would cost a mint per build.
+	retryable := resp != nil && (resp.StatusCode == http.StatusUnauthorized ||
+		(resp.StatusCode == http.StatusNotFound && req.Method != http.MethodGet))
+	if err != nil || !retryable {
+		return resp, err
 	}
-	return resp, err
+	t.app.forget(t.id)
+	fresh, ferr := t.app.InstallationToken(req.Context(), t.id)
+	if ferr != nil || fresh == tok || (req.Body != nil && req.GetBody == nil) {
+		return resp, nil
+	}
+	retry := req.Clone(req.Context())
+	if req.GetBody != nil {
+		if retry.Body, ferr = req.GetBody(); ferr != nil {
+			return resp, nil
+		}
+	}
+	retry.Header.Set("Authorization", "token "+fresh)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	return t.base.RoundTrip(retry)
 }
 
 // installationFor checks that a Report is for this App and returns its API client.

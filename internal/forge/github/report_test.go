@@ -206,7 +206,7 @@ func TestTokenErrors(t *testing.T) {
 	if p := srv.TakeProblems(); len(p) != 1 || !strings.Contains(p[0], "does not verify") {
 		t.Errorf("the fake saw %v, want one JWT signature problem", p)
 	}
-	// A revoked token (401 on use) is dropped and the next call mints a new one.
+	// A revoked token (401 on use) is replaced and the call made once more with the new one.
 	app = newApp(t, srv, nil)
 	st, _ := NewStatuses(app)
 	fail := true
@@ -217,16 +217,50 @@ func TestTokenErrors(t *testing.T) {
 		}
 		return nil
 	})
+	if _, err := st.Report(ctx, report(forge.StatePending)); err != nil {
+		t.Fatalf("a refused token was not replaced: %v", err)
+	}
+	if n := len(srv.Calls(githubtest.OpMintToken)); n != 2 {
+		t.Errorf("%d mints, want 2 (the refused token was replaced)", n)
+	}
+	// Always refused: one retry with a fresh token, then the error, not a loop.
+	srv.SetFault(func(r githubtest.Request) *githubtest.Fault {
+		if r.Operation == "repos/create-commit-status" {
+			return &githubtest.Fault{Status: http.StatusUnauthorized, Body: `{"message":"Bad credentials"}`}
+		}
+		return nil
+	})
 	if _, err := st.Report(ctx, report(forge.StatePending)); err == nil {
 		t.Fatal("401 was not an error")
 	} else if _, permanent := forge.RetryAfter(err); permanent {
 		t.Errorf("401 is permanent: %v", err)
 	}
+	if n := len(srv.Calls(githubtest.OpMintToken)); n != 3 {
+		t.Errorf("%d mints, want 3", n)
+	}
+	srv.SetFault(nil)
+}
+
+// TestTokenPredatesRepository: a token minted before a repository joined the installation is
+// refused there (404); the App mints a fresh one and the report goes through.
+func TestTokenPredatesRepository(t *testing.T) {
+	ctx := context.Background()
+	srv := githubtest.New(t)
+	app := newApp(t, srv, nil)
+	st, _ := NewStatuses(app)
 	if _, err := st.Report(ctx, report(forge.StatePending)); err != nil {
 		t.Fatal(err)
 	}
+	srv.AddInstallation(githubtest.Installation{ID: 1, Repositories: []string{"acme/app", "acme/new"}, Permissions: map[string]string{
+		"statuses": "write", "contents": "read", "metadata": "read",
+	}})
+	r := report(forge.StatePending)
+	r.Source.Repository = "acme/new"
+	if _, err := st.Report(ctx, r); err != nil {
+		t.Fatalf("a repository added to the installation: %v", err)
+	}
 	if n := len(srv.Calls(githubtest.OpMintToken)); n != 2 {
-		t.Errorf("%d mints, want 2 (the refused token was replaced)", n)
+		t.Errorf("%d mints, want 2", n)
 	}
 }
 
@@ -262,8 +296,9 @@ func TestCloneToken(t *testing.T) {
 	if _, _, resp, err := gh.Repositories.GetContents(ctx, "acme", "secret", "README", nil); err == nil || resp.StatusCode != http.StatusNotFound {
 		t.Errorf("reading another repository with the clone token: %v", err)
 	}
-	if p := srv.TakeProblems(); len(p) != 2 {
-		t.Errorf("problems %v, want the two refused requests", p)
+	// The write is a problem; the read of a repository outside the token is GitHub's normal 404.
+	if p := srv.TakeProblems(); len(p) != 1 {
+		t.Errorf("problems %v, want the refused write", p)
 	}
 	// Builds from elsewhere get no token.
 	for name, mutate := range map[string]func(*v1alpha1.Source){

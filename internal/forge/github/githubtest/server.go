@@ -19,6 +19,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,7 +29,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -84,6 +84,14 @@ type checkRun struct {
 	Conclusion *string        `json:"conclusion"`
 }
 
+// T is the part of testing.TB the fake uses, so that tools outside tests (make demo) can run it.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(f func())
+}
+
 // Server is the fake. Create it with New.
 type Server struct {
 	*httptest.Server
@@ -91,7 +99,7 @@ type Server struct {
 	Key    *rsa.PrivateKey
 	KeyPEM []byte
 
-	t      testing.TB
+	t      T
 	spec   *Spec
 	status map[string]any // the recorded create-status response from @octokit/fixtures
 
@@ -111,7 +119,13 @@ type Server struct {
 
 // New starts a fake GitHub for an App with one installation (ID 1) of acme/app, with the
 // permissions Slipway asks for. The test fails at cleanup if any request was invalid.
-func New(t testing.TB) *Server {
+func New(t T) *Server {
+	t.Helper()
+	return NewOn(t, "127.0.0.1:0")
+}
+
+// NewOn is New listening on addr, e.g. a bridge gateway that pods reach.
+func NewOn(t T, addr string) *Server {
 	t.Helper()
 	root := repoRoot(t)
 	spec, err := LoadSpec(filepath.Join(root, "testdata", "github", "openapi", "operations.json"))
@@ -133,7 +147,12 @@ func New(t testing.TB) *Server {
 	s.AddInstallation(Installation{ID: 1, Repositories: []string{"acme/app"}, Permissions: map[string]string{
 		"checks": "write", "statuses": "write", "contents": "read", "metadata": "read", "pull_requests": "read",
 	}})
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}}
+	s.Start()
 	t.Cleanup(func() {
 		s.Close()
 		for _, p := range s.Problems() {
@@ -143,7 +162,7 @@ func New(t testing.TB) *Server {
 	return s
 }
 
-func repoRoot(t testing.TB) string {
+func repoRoot(t T) string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("locating githubtest source")
@@ -151,7 +170,7 @@ func repoRoot(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
 }
 
-func loadStatusFixture(t testing.TB, root string) map[string]any {
+func loadStatusFixture(t T, root string) map[string]any {
 	data, err := os.ReadFile(filepath.Join(root, "testdata", "github", "fixtures", "create-status.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -335,7 +354,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	full := owner + "/" + repo
 	tok, status, msg := s.authenticate(r, full, now)
 	if tok == nil {
-		s.problem("%s %s: %s", r.Method, path, msg)
+		// A token minted before its repository joined the installation is refused, as GitHub
+		// does; that is the client's state, not an invalid request.
+		if status != http.StatusNotFound {
+			s.problem("%s %s: %s", r.Method, path, msg)
+		}
 		message(status, msg)
 		return
 	}
@@ -616,4 +639,24 @@ func decodeSegment(seg string, v any) error {
 		return err
 	}
 	return json.Unmarshal(b, v)
+}
+
+// CloneTokenAllows reports whether tok is an unexpired installation token that may read the
+// contents of repo (owner/name): what a git server of GitHub would accept for a clone.
+func (s *Server) CloneTokenAllows(tok, repo string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tokens[tok]
+	return t != nil && s.now().Before(t.expires) && slices.Contains(t.repos, repo) && allows(t.perms["contents"], "read")
+}
+
+// CheckRunSHA returns the head SHA a check run was created for, "" if there is no such run.
+func (s *Server) CheckRunSHA(id int64) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cr := s.checkRuns[id]; cr != nil {
+		sha, _ := cr.Body["head_sha"].(string)
+		return sha
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,7 +18,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -42,6 +42,14 @@ type Fault struct {
 // Status is the fake's last commit status of one (project, sha, name).
 type Status struct {
 	State, Ref, Description, TargetURL string
+}
+
+// T is the part of testing.TB the fake uses, so that tools outside tests (make demo) can run it.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(f func())
 }
 
 // Server is the fake. Create it with New.
@@ -73,12 +81,23 @@ var statusAttributes = map[string]bool{"state": true, "ref": true, "name": true,
 
 // New starts a fake GitLab with project 1 = group/app. The test fails at cleanup if any request
 // was invalid.
-func New(t testing.TB) *Server {
+func New(t T) *Server {
+	t.Helper()
+	return NewOn(t, "127.0.0.1:0")
+}
+
+// NewOn is New listening on addr, e.g. a bridge gateway that pods reach.
+func NewOn(t T, addr string) *Server {
 	t.Helper()
 	s := &Server{Token: "glpat-test-token", projects: map[string]string{}, statuses: map[string]*Status{},
 		files: map[string]string{}, changed: map[string][]string{}, nextID: 100}
 	s.AddProject(1, "group/app")
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}}
+	s.Start()
 	t.Cleanup(func() {
 		s.Close()
 		for _, p := range s.Problems() {

@@ -27,9 +27,8 @@ up() {
   (cd "$REPO_ROOT" && go build -o "$STATE/demo" ./hack/demo)
   if ! forge_running; then
     rm -f "$STATE/forge.json"
-    (cd "$REPO_ROOT" && setsid "$STATE/demo" forge -state "$STATE" -env "$ENV_FILE" >"$STATE/forge.log" 2>&1 < /dev/null &
-     echo $! >"$STATE/forge.pid")
-    for _ in $(seq 100); do [ -f "$STATE/forge.json" ] && break; forge_running || break; sleep 0.1; done
+    (cd "$REPO_ROOT" && setsid "$STATE/demo" forge -state "$STATE" -env "$ENV_FILE" >"$STATE/forge.log" 2>&1 < /dev/null &)
+    for _ in $(seq 100); do [ -f "$STATE/forge.json" ] && break; sleep 0.1; done
     [ -f "$STATE/forge.json" ] || { cat "$STATE/forge.log" >&2; die "the fake forge did not start"; }
   fi
   sed 's/^/  /' "$STATE/forge.log"
@@ -58,7 +57,9 @@ down() {
   fi
   if forge_running; then
     say "stop the fake forge"
-    kill "$(cat "$STATE/forge.pid")"
+    pid=$(cat "$STATE/forge.pid")
+    kill "$pid"
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -f "$STATE/forge.pid" "$STATE/forge.json"
   say "stop the test cluster"

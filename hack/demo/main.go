@@ -122,6 +122,10 @@ func randomHex(n int) []byte {
 
 func serveForge(ctx context.Context, c *cluster.Cluster, state string) error {
 	gw := c.Env["SLIPWAY_CLUSTER_GATEWAY"]
+	// demo.sh stops the forge by this PID (setsid may fork, so $! is not it).
+	if err := os.WriteFile(filepath.Join(state, "forge.pid"), []byte(fmt.Sprint(os.Getpid())), 0o600); err != nil {
+		return err
+	}
 	t := &tb{}
 	defer func() {
 		for _, f := range slices.Backward(t.cleanups) {
@@ -176,7 +180,11 @@ func serveForge(ctx context.Context, c *cluster.Cluster, state string) error {
 	// The control endpoint lets `run` show what GitHub received.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /requests", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(gh.Requests())
+		var out []request
+		for _, r := range gh.Requests() {
+			out = append(out, request{Operation: r.Operation, Status: r.Status, Body: string(r.Body)})
+		}
+		_ = json.NewEncoder(w).Encode(out)
 	})
 	ctl := &http.Server{Addr: controlAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); _ = ctl.Close() }()
@@ -202,7 +210,7 @@ func appFiles(c *cluster.Cluster) (map[string]string, error) {
 		}
 		files[e.Name()] = string(b)
 	}
-	files[".slipway.yaml"] = fmt.Sprintf("# Written by make demo.\ntargets:\n  - name: web\n    image: demo/hello\n    buildArgs:\n      BASE: %q\n", c.TestImage)
+	files[".slipway.yaml"] = fmt.Sprintf("# Written by make demo.\ntargets:\n  - name: web\n    image: hello\n    buildArgs:\n      BASE: %q\n", c.TestImage)
 	return files, nil
 }
 
@@ -317,11 +325,11 @@ func run(ctx context.Context, c *cluster.Cluster, state, valuesFile string) erro
 	if resp.StatusCode != http.StatusAccepted {
 		return errors.New("the push was not accepted")
 	}
-	return follow(ctx, c, kube, step, info.Commit, mark)
+	return follow(ctx, c, kube, step, delivery, mark)
 }
 
 // follow prints the Build's phases, its pod, what GitHub received, and the outcome.
-func follow(ctx context.Context, c *cluster.Cluster, kube client.Client, step func(string, ...any), sha string, mark int) error {
+func follow(ctx context.Context, c *cluster.Cluster, kube client.Client, step func(string, ...any), delivery string, mark int) error {
 	seen := map[string]bool{}
 	var name string
 	deadline := time.Now().Add(5 * time.Minute)
@@ -333,7 +341,7 @@ func follow(ctx context.Context, c *cluster.Cluster, kube client.Client, step fu
 		var b *v1alpha1.Build
 		for i := range l.Items {
 			x := &l.Items[i]
-			if x.Spec.Source.Commit != sha || !strings.HasPrefix(x.Spec.Trigger.DeliveryID, "demo-") {
+			if x.Spec.Trigger.DeliveryID != delivery {
 				continue
 			}
 			if x.IsTrigger() {
@@ -343,15 +351,15 @@ func follow(ctx context.Context, c *cluster.Cluster, kube client.Client, step fu
 				}
 				continue
 			}
-			if x.CreationTimestamp.After(time.Now().Add(-5*time.Minute)) && (b == nil || x.CreationTimestamp.After(b.CreationTimestamp.Time)) {
-				b = x
-			}
+			b = x
 		}
-		for _, r := range forgeRequests()[mark:] {
-			mark++
-			if line := describeRequest(r); line != "" {
-				step("GitHub ← %s", line)
+		if rs := forgeRequests(); len(rs) > mark {
+			for _, r := range rs[mark:] {
+				if line := describeRequest(r); line != "" {
+					step("GitHub ← %s", line)
+				}
 			}
+			mark = len(rs)
 		}
 		if b == nil {
 			continue
@@ -415,14 +423,21 @@ func timings(b *v1alpha1.Build) string {
 	return strings.Join(parts, ", ")
 }
 
-func describeRequest(r githubtest.Request) string {
+// request is one call the fake GitHub received, as the control endpoint reports it.
+type request struct {
+	Operation string
+	Status    int
+	Body      string
+}
+
+func describeRequest(r request) string {
 	var body map[string]any
-	_ = json.Unmarshal(r.Body, &body)
+	_ = json.Unmarshal([]byte(r.Body), &body)
 	switch r.Operation {
 	case "repos/get-content":
 		return fmt.Sprintf("GET .slipway.yaml (%d)", r.Status)
 	case githubtest.OpMintToken:
-		if strings.Contains(string(r.Body), "repositories") {
+		if strings.Contains(r.Body, "repositories") {
 			return fmt.Sprintf("mint clone token for %s, contents:read only (%d)", repo, r.Status)
 		}
 		return ""
@@ -438,13 +453,13 @@ func describeRequest(r githubtest.Request) string {
 	return ""
 }
 
-func forgeRequests() []githubtest.Request {
+func forgeRequests() []request {
 	resp, err := http.Get("http://" + controlAddr + "/requests")
 	if err != nil {
 		return nil
 	}
 	defer resp.Body.Close()
-	var rs []githubtest.Request
+	var rs []request
 	_ = json.NewDecoder(resp.Body).Decode(&rs)
 	return rs
 }

@@ -36,9 +36,9 @@ type served struct {
 	logs *syncBuffer
 }
 
-// startServe runs the real serve wiring (intake, controller, reporter, build page) in a fresh
-// namespace until the test ends.
-func startServe(t *testing.T, mutate func(c *config.Serve, dir string)) *served {
+// serveConfig prepares a fresh namespace, a kubeconfig and a webhook secret ("s3cret"), and
+// returns a valid serve configuration for them.
+func serveConfig(t *testing.T, mutate func(c *config.Serve, dir string)) config.Serve {
 	t.Helper()
 	dir := t.TempDir()
 	user, err := env.AddUser(envtest.User{Name: "serve-" + strings.ToLower(t.Name()), Groups: []string{"system:masters"}}, nil)
@@ -53,6 +53,7 @@ func startServe(t *testing.T, mutate func(c *config.Serve, dir string)) *served 
 	if err := env.Client.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	// No controller-manager runs in envtest: create the ServiceAccount pods need.
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns.Name}}
 	if err := env.Client.Create(context.Background(), sa); err != nil {
 		t.Fatal(err)
@@ -70,6 +71,15 @@ func startServe(t *testing.T, mutate func(c *config.Serve, dir string)) *served 
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// startServe runs the real serve wiring (intake, controller, reporter, build page) in a fresh
+// namespace until the test ends.
+func startServe(t *testing.T, mutate func(c *config.Serve, dir string)) *served {
+	t.Helper()
+	c := serveConfig(t, mutate)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -17,10 +17,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
-	"github.com/slipway-dev/slipway/internal/config"
 	"github.com/slipway-dev/slipway/internal/forge/github"
 	"github.com/slipway-dev/slipway/internal/testbed/apiserver"
 )
@@ -44,33 +42,8 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 // delivery becomes a Build, health and metrics answer, and SIGTERM (context cancel) drains a
 // delivery that is still being received instead of dropping it.
 func TestServeEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	user, err := env.AddUser(envtest.User{Name: "serve-test", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "serve-"}}
-	if err := env.Client.Create(context.Background(), ns); err != nil {
-		t.Fatal(err)
-	}
-	c := config.Default()
-	c.Namespace = ns.Name
-	c.Kubeconfig = writeFile(t, dir, "kubeconfig", kc)
-	c.GitHub.WebhookSecretFile = writeFile(t, dir, "secret", []byte("s3cret\n"))
-	c.Controller.BuilderImage = "registry.test/slipway:dev"
-	c.Controller.BuildKitImage = "registry.test/buildkit:dev"
-	c.Controller.RegistryPrefix = "registry.test/builds"
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns.Name}}
-	if err := env.Client.Create(context.Background(), sa); err != nil {
-		t.Fatal(err)
-	}
+	c := serveConfig(t, nil)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
 	var logs syncBuffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -133,10 +133,13 @@ func podLogs(cfg *rest.Config) (report.LogSource, error) {
 // controllerOptions adds what the forges contribute to the controller: per-build clone tokens
 // and the repository config resolver.
 func (f *forges) controllerOptions(opts *controller.Options, fallback forge.TokenSource, allowed []string) {
-	if fallback == nil {
-		fallback = forge.NoToken{}
-	}
-	if len(f.tokens) > 0 || fallback != (forge.NoToken{}) {
+	switch {
+	case len(f.tokens) == 0 && fallback == nil:
+		// Public repositories only: no per-build Secret at all.
+	case fallback == nil:
+		// Hosts without a token source clone without credentials.
+		opts.Tokens = forge.TokenMux{Sources: f.tokens, Fallback: forge.NoToken{}}
+	default:
 		opts.Tokens = forge.TokenMux{Sources: f.tokens, Fallback: fallback}
 	}
 	opts.Resolver = repoconfig.Resolver{Files: f.files, Changes: f.files, Options: repoconfig.Options{

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -26,6 +25,8 @@ import (
 	"github.com/slipway-dev/slipway/internal/forge/github"
 	"github.com/slipway-dev/slipway/internal/forge/github/githubtest"
 	"github.com/slipway-dev/slipway/internal/podspec"
+	"github.com/slipway-dev/slipway/internal/testbed/syncbuf"
+	"github.com/slipway-dev/slipway/internal/testbed/webhook"
 )
 
 // served is one `slipway serve` running against the test API server.
@@ -33,7 +34,7 @@ type served struct {
 	t    *testing.T
 	base string
 	ns   string
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // serveConfig prepares a fresh namespace, a kubeconfig and a webhook secret ("s3cret"), and
@@ -80,7 +81,7 @@ func startServe(t *testing.T, mutate func(c *config.Serve, dir string)) *served 
 	t.Helper()
 	c := serveConfig(t, mutate)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, mgr, err := newServer(ctx, c, log)
@@ -200,26 +201,15 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// example loads an official octokit webhook example and rewrites it to the fake's repository.
-func example(t *testing.T, file string, edit func(m map[string]any)) []byte {
+// example is an official octokit webhook example rewritten to the fake's acme/app.
+func example(t *testing.T, file string, edits ...func(map[string]any)) []byte {
 	t.Helper()
-	data, err := os.ReadFile("../../testdata/github/webhooks/" + file)
+	body, err := webhook.GitHub(file, webhook.Repo{FullName: "acme/app", HTMLURL: "https://github.com/acme/app",
+		CloneURL: "https://github.com/acme/app.git", Installation: 1}, edits...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	repo := m["repository"].(map[string]any)
-	repo["full_name"], repo["html_url"], repo["clone_url"], repo["default_branch"] = "acme/app", "https://github.com/acme/app", "https://github.com/acme/app.git", "main"
-	m["installation"] = map[string]any{"id": 1}
-	edit(m)
-	out, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return body
 }
 
 const (
@@ -228,12 +218,6 @@ const (
 	commit3 = "3333333333333333333333333333333333333333"
 	commit4 = "4444444444444444444444444444444444444444"
 )
-
-func pushTo(sha string) func(map[string]any) {
-	return func(m map[string]any) {
-		m["ref"], m["after"], m["before"], m["deleted"] = "refs/heads/main", sha, "0000000000000000000000000000000000000000", false
-	}
-}
 
 // TestForgesEndToEnd drives the whole path through `slipway serve` against the fake GitHub
 // (every request checked against GitHub's OpenAPI description): a signed delivery, the
@@ -253,7 +237,7 @@ func TestForgesEndToEnd(t *testing.T) {
 
 	t.Run("push without config builds the default target within budget", func(t *testing.T) {
 		mark := len(gh.Requests())
-		s.deliver("push", "d-1", example(t, "push.none.4.json", pushTo(commit1)))
+		s.deliver("push", "d-1", example(t, "push.none.4.json", webhook.Push(commit1)))
 		bs := s.builds()
 		if len(bs) != 1 || !strings.HasSuffix(bs[0].Name, "-default") || bs[0].Annotations[v1alpha1.AnnotationConfigRef] != commit1 {
 			t.Fatalf("builds %+v", names(bs))
@@ -314,10 +298,7 @@ func TestForgesEndToEnd(t *testing.T) {
     when: {paths: ["web/**"]}
 `)
 		gh.SetChanged("acme/app", commit1, commit2, []string{"api/main.go"})
-		s.deliver("push", "d-2", example(t, "push.none.4.json", func(m map[string]any) {
-			pushTo(commit2)(m)
-			m["before"] = commit1
-		}))
+		s.deliver("push", "d-2", example(t, "push.none.4.json", webhook.Push(commit2), func(m map[string]any) { m["before"] = commit1 }))
 		var got []v1alpha1.Build
 		for _, b := range s.builds() {
 			if b.Spec.Source.Commit == commit2 {
@@ -331,7 +312,7 @@ func TestForgesEndToEnd(t *testing.T) {
 
 	t.Run("invalid config fails with the line and no pod", func(t *testing.T) {
 		gh.PutFile("acme/app", commit3, ".slipway.yaml", "targets:\n  - name: api\n    dockerfile: ../../etc/passwd\n")
-		s.deliver("push", "d-3", example(t, "push.none.4.json", pushTo(commit3)))
+		s.deliver("push", "d-3", example(t, "push.none.4.json", webhook.Push(commit3)))
 		var failed *v1alpha1.Build
 		eventually(t, "the trigger fails", func() bool {
 			for _, b := range s.builds() {
@@ -400,7 +381,7 @@ func TestForgesEndToEnd(t *testing.T) {
 
 	t.Run("a redelivery creates nothing new", func(t *testing.T) {
 		before := len(s.builds())
-		s.deliver("push", "d-1", example(t, "push.none.4.json", pushTo(commit1)))
+		s.deliver("push", "d-1", example(t, "push.none.4.json", webhook.Push(commit1)))
 		if after := len(s.builds()); after != before {
 			t.Errorf("%d Builds after a redelivery, was %d", after, before)
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
 	"github.com/slipway-dev/slipway/internal/forge/github"
 	"github.com/slipway-dev/slipway/internal/testbed/apiserver"
+	"github.com/slipway-dev/slipway/internal/testbed/syncbuf"
 )
 
 var env *apiserver.Env
@@ -44,7 +44,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 func TestServeEndToEnd(t *testing.T) {
 	c := serveConfig(t, nil)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: c.Namespace}}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -98,7 +98,7 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatalf("delivery: %d", resp.StatusCode)
 	}
 	// The controller (leader-elected, in the same process) turns the Build into a pod.
-	waitFor(t, func() bool {
+	eventually(t, "the controller creates the pod", func() bool {
 		var pods corev1.PodList
 		return env.Client.List(context.Background(), &pods, client.InNamespace(ns.Name)) == nil && len(pods.Items) == 1
 	})
@@ -129,7 +129,7 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Fatal("the slow delivery never reached the server")
 	}
 	cancel()
-	waitFor(t, func() bool { // the listener is closed; the open request is not
+	eventually(t, "the listener is closed (the open request is not)", func() bool {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err == nil {
 			c.Close()
@@ -161,33 +161,10 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's and the controller's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func drain(c chan struct{}) {
 	for len(c) > 0 {
 		<-c
 	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatal("condition not met within 10s")
 }
 
 func TestServeRejectsBadConfig(t *testing.T) {

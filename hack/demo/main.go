@@ -45,6 +45,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/podspec"
 	"github.com/slipway-dev/slipway/internal/testbed/cluster"
 	"github.com/slipway-dev/slipway/internal/testbed/gitserver"
+	"github.com/slipway-dev/slipway/internal/testbed/webhook"
 )
 
 // Fixed addresses on the bridge gateway (pods reach it) and loopback (the control endpoint).
@@ -465,19 +466,8 @@ func forgeRequests() []request {
 }
 
 func pushPayload(info forgeInfo) ([]byte, error) {
-	data, err := os.ReadFile(filepath.Join(repoRoot(), "testdata", "github", "webhooks", "push.none.4.json"))
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, err
-	}
-	r := m["repository"].(map[string]any)
-	r["full_name"], r["html_url"], r["clone_url"], r["default_branch"] = repo, info.GitURL+"/"+repo, info.CloneURL, "main"
-	m["installation"] = map[string]any{"id": 1}
-	m["ref"], m["after"], m["before"], m["deleted"] = "refs/heads/main", info.Commit, "0000000000000000000000000000000000000000", false
-	return json.Marshal(m)
+	return webhook.GitHub("push.none.4.json", webhook.Repo{FullName: repo, HTMLURL: info.GitURL + "/" + repo,
+		CloneURL: info.CloneURL, Installation: 1}, webhook.Push(info.Commit))
 }
 
 func helmInstall(ctx context.Context, c *cluster.Cluster, state, imageValues string, info forgeInfo) error {

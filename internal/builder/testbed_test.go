@@ -20,6 +20,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/testbed/buildkit"
 	"github.com/slipway-dev/slipway/internal/testbed/gitserver"
 	"github.com/slipway-dev/slipway/internal/testbed/registry"
+	"github.com/slipway-dev/slipway/internal/testbed/syncbuf"
 )
 
 var bed buildkit.Lazy
@@ -610,24 +611,6 @@ func TestCacheExportFailureIsNotFatal(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the builder writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestCancelMidBuild(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -637,7 +620,7 @@ func TestCancelMidBuild(t *testing.T) {
 	cfg := f.config(t, "cancel", url, sha)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	done := make(chan builder.Report, 1)
 	go func() { done <- builder.Run(ctx, cfg, &stdout, &stderr) }()
 

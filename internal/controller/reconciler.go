@@ -26,6 +26,7 @@ import (
 	"github.com/slipway-dev/slipway/internal/forge"
 	"github.com/slipway-dev/slipway/internal/podspec"
 	"github.com/slipway-dev/slipway/internal/repoconfig"
+	"github.com/slipway-dev/slipway/internal/requeue"
 )
 
 // Condition types on a Build.
@@ -81,17 +82,10 @@ const indexSupersedeKey = "slipway.supersedeKey"
 // finishing Builds normally wake it first.
 const requeueQueued = 10 * time.Second
 
-// conflictRetry is how soon a Build is looked at again after a write conflict.
-const conflictRetry = 100 * time.Millisecond
-
-// Reconcile implements reconcile.Reconciler. A write conflict means another writer (the
-// reporter, another replica) changed the Build first: retry with fresh state, quietly.
+// Reconcile implements reconcile.Reconciler. A write conflict (the reporter, another replica
+// got there first) is retried quietly with fresh state.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	res, err := r.reconcile(ctx, req)
-	if apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return res, err
+	return requeue.OnConflict(r.reconcile(ctx, req))
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

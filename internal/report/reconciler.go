@@ -25,6 +25,7 @@ import (
 
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
 	"github.com/slipway-dev/slipway/internal/forge"
+	"github.com/slipway-dev/slipway/internal/requeue"
 )
 
 // RBAC: the reporter reads Builds, writes status.reports and its finalizer.
@@ -172,17 +173,10 @@ type due struct {
 	previous *v1alpha1.Report
 }
 
-// conflictRetry is how soon a Build is looked at again after a write conflict.
-const conflictRetry = 100 * time.Millisecond
-
-// Reconcile implements reconcile.Reconciler. A write conflict means another writer (the
-// controller, another replica) changed the Build first: retry with fresh state, quietly.
+// Reconcile implements reconcile.Reconciler. A write conflict (the controller, another replica
+// got there first) is retried quietly with fresh state.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	res, err := r.reconcile(ctx, req)
-	if apierrors.IsConflict(err) {
-		return ctrl.Result{RequeueAfter: conflictRetry}, nil
-	}
-	return res, err
+	return requeue.OnConflict(r.reconcile(ctx, req))
 }
 
 func (r *Reconciler) reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/yaml"
 
 	"github.com/slipway-dev/slipway/internal/api/v1alpha1"
@@ -30,7 +31,9 @@ import (
 	"github.com/slipway-dev/slipway/internal/forge/gitlab"
 	"github.com/slipway-dev/slipway/internal/forge/gitlab/gitlabtest"
 	"github.com/slipway-dev/slipway/internal/podspec"
+	"github.com/slipway-dev/slipway/internal/report"
 	"github.com/slipway-dev/slipway/internal/testbed/cluster"
+	"github.com/slipway-dev/slipway/internal/testbed/webhook"
 )
 
 // installation is the fake GitHub App installation every test repository belongs to.
@@ -187,32 +190,15 @@ func (h *helmEnv) newRepo(t *testing.T, prefix, dockerfile string) (name, sha st
 	return name, sha
 }
 
-// githubDelivery rewrites an official example to the repository on the git server.
-func (h *helmEnv) githubDelivery(t *testing.T, file, repo string, edit func(map[string]any)) []byte {
+// githubDelivery is an official example rewritten to repo on the git server.
+func (h *helmEnv) githubDelivery(t *testing.T, file, repo string, edits ...func(map[string]any)) []byte {
 	t.Helper()
-	m := readExample(t, "../../testdata/github/webhooks/"+file)
-	r := m["repository"].(map[string]any)
-	r["full_name"], r["html_url"], r["clone_url"], r["default_branch"] = "e2e/"+repo, h.Git.URL+"/e2e/"+repo, h.Git.RepoURL(repo), "main"
-	m["installation"] = map[string]any{"id": installation}
-	edit(m)
-	out, err := json.Marshal(m)
+	body, err := webhook.GitHub(file, webhook.Repo{FullName: "e2e/" + repo, HTMLURL: h.Git.URL + "/e2e/" + repo,
+		CloneURL: h.Git.RepoURL(repo), Installation: installation}, edits...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return out
-}
-
-func readExample(t *testing.T, path string) map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(data, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return body
 }
 
 func (h *helmEnv) send(t *testing.T, forge string, header http.Header, body []byte) {
@@ -313,15 +299,33 @@ func checkState(body map[string]any) string {
 	return s
 }
 
-// waitReports waits until the fake GitHub has seen want for sha, then checks nothing else came.
-func (h *helmEnv) waitReports(t *testing.T, sha string, want []string) {
+// settledReports waits until the fake GitHub has seen every report in final for the commit of
+// Build name, and the reporter has let go of that Build (its finalizer is gone: nothing is left
+// to send), then returns every report of the commit, so that one sent twice is among them.
+func (h *helmEnv) settledReports(t *testing.T, name, sha string, final ...string) []string {
 	t.Helper()
-	waitFor(t, 2*time.Minute, "GitHub reports of "+sha[:7], func(context.Context) (bool, error) {
-		return len(h.githubReports(sha)) >= len(want), nil
+	var got []string
+	waitFor(t, 2*time.Minute, "GitHub reports of "+sha[:7], func(ctx context.Context) (bool, error) {
+		var b v1alpha1.Build
+		if err := h.Kube.Get(ctx, client.ObjectKey{Namespace: h.Name, Name: name}, &b); err != nil {
+			return false, err
+		}
+		got = h.githubReports(sha)
+		for _, f := range final {
+			if !slices.Contains(got, f) {
+				return false, nil
+			}
+		}
+		return !controllerutil.ContainsFinalizer(&b, report.Finalizer), nil
 	})
-	time.Sleep(2 * time.Second) // anything sent twice would arrive now
-	// Each channel in order; the two channels are independent of each other.
-	got := h.githubReports(sha)
+	return got
+}
+
+// waitReports checks that Build name's commit got exactly want: each channel in order (the
+// two channels are independent of each other), each state once.
+func (h *helmEnv) waitReports(t *testing.T, name, sha string, want []string) {
+	t.Helper()
+	got := h.settledReports(t, name, sha, want...)
 	for _, kind := range []string{"status:", "check:"} {
 		if g, w := only(got, kind), only(want, kind); !slices.Equal(g, w) {
 			t.Errorf("GitHub reports of %s:\n got %v\nwant %v", sha[:7], got, want)
@@ -345,9 +349,7 @@ var success = []string{"status:pending", "check:queued", "check:in_progress", "s
 // in the registry with the Build's digest and runs; GitHub sees each state once, in order.
 func testGitHubPush(t *testing.T, h *helmEnv) {
 	repo, sha := h.newRepo(t, "gh", h.Dockerfile(""))
-	body := h.githubDelivery(t, "push.none.4.json", repo, func(m map[string]any) {
-		m["ref"], m["after"], m["before"], m["deleted"] = "refs/heads/main", sha, "0000000000000000000000000000000000000000", false
-	})
+	body := h.githubDelivery(t, "push.none.4.json", repo, webhook.Push(sha))
 	delivery := "e2e-" + cluster.RandomHex(8)
 	for range 5 {
 		h.sendGitHub(t, "push", delivery, body)
@@ -368,7 +370,7 @@ func testGitHubPush(t *testing.T, h *helmEnv) {
 	if out := runCanary(t, h.Cluster, h.Name, "canary-"+repo, refs.Image+"@"+got.Status.Digest); !strings.Contains(out, "hello from "+repo) {
 		t.Errorf("canary output %q", out)
 	}
-	h.waitReports(t, sha, success)
+	h.waitReports(t, b.Name, sha, success)
 	var pods corev1.PodList
 	if err := h.Kube.List(t.Context(), &pods, client.InNamespace(h.Name), client.MatchingLabels{podspec.LabelBuild: b.Name}); err != nil || len(pods.Items) != 1 {
 		t.Errorf("pods of %s: %d (%v), want 1", b.Name, len(pods.Items), err)
@@ -381,7 +383,10 @@ func testGitLabPush(t *testing.T, h *helmEnv) {
 	repo, sha := h.newRepo(t, "gl", h.Dockerfile(""))
 	const project = 4242
 	h.gl.AddProject(project, "e2e/"+repo)
-	m := readExample(t, "../../testdata/gitlab/webhooks/push.json")
+	m, err := webhook.Example("gitlab", "push.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := m["project"].(map[string]any)
 	p["id"], p["path_with_namespace"], p["default_branch"] = project, "e2e/"+repo, "main"
 	p["web_url"], p["git_http_url"] = h.gl.URL+"/e2e/"+repo, h.Git.RepoURL(repo)
@@ -416,14 +421,12 @@ func testGitLabPush(t *testing.T, h *helmEnv) {
 // carries the failing step and the log tail.
 func testReportedFailure(t *testing.T, h *helmEnv) {
 	repo, sha := h.newRepo(t, "fail", h.Dockerfile("RUN echo about to fail && exit 3\n"))
-	h.sendGitHub(t, "push", "e2e-"+cluster.RandomHex(8), h.githubDelivery(t, "push.none.4.json", repo, func(m map[string]any) {
-		m["ref"], m["after"], m["before"], m["deleted"] = "refs/heads/main", sha, "0000000000000000000000000000000000000000", false
-	}))
+	h.sendGitHub(t, "push", "e2e-"+cluster.RandomHex(8), h.githubDelivery(t, "push.none.4.json", repo, webhook.Push(sha)))
 	b := h.buildOf(t, sha)
 	if got := waitBuild(t, h.BuildNamespace, b.Name, 3*time.Minute, terminal); got.Status.Phase != v1alpha1.PhaseFailed {
 		t.Fatalf("Build %s: %s, want Failed", b.Name, got.Status.Phase)
 	}
-	h.waitReports(t, sha, []string{"status:pending", "check:queued", "check:in_progress", "status:failure", "check:completed/failure"})
+	h.waitReports(t, b.Name, sha, []string{"status:pending", "check:queued", "check:in_progress", "status:failure", "check:completed/failure"})
 	for _, r := range h.gh.Calls("checks/update") {
 		var body struct {
 			Conclusion string `json:"conclusion"`
@@ -480,24 +483,17 @@ func testReportedSupersede(t *testing.T, h *helmEnv) {
 	// started may skip in_progress. What must hold: the final state, each state at most once,
 	// in order.
 	cancelled := []string{"status:pending", "check:queued", "check:in_progress", "status:error", "check:completed/cancelled"}
-	waitFor(t, 2*time.Minute, "the cancellation is reported", func(context.Context) (bool, error) {
-		got := h.githubReports(sha1)
-		return slices.Contains(got, "status:error") && slices.Contains(got, "check:completed/cancelled"), nil
-	})
-	time.Sleep(2 * time.Second)
-	if got := h.githubReports(sha1); !subsequence(only(got, "status:"), only(cancelled, "status:")) || !subsequence(only(got, "check:"), only(cancelled, "check:")) {
+	if got := h.settledReports(t, first.Name, sha1, "status:error", "check:completed/cancelled"); !subsequence(only(got, "status:"), only(cancelled, "status:")) || !subsequence(only(got, "check:"), only(cancelled, "check:")) {
 		t.Errorf("GitHub reports of the cancelled build: %v, want a subsequence of %v", got, cancelled)
 	}
-	h.waitReports(t, sha2, success)
+	h.waitReports(t, second.Name, sha2, success)
 }
 
 // testLeaderKilled: the leader is killed (no grace) mid-build; the other replica takes the
 // lease, finishes following the build, and the final state is reported exactly once.
 func testLeaderKilled(t *testing.T, h *helmEnv) {
 	repo, sha := h.newRepo(t, "ha", h.Dockerfile("RUN sleep 15\n"))
-	h.sendGitHub(t, "push", "e2e-"+cluster.RandomHex(8), h.githubDelivery(t, "push.none.4.json", repo, func(m map[string]any) {
-		m["ref"], m["after"], m["before"], m["deleted"] = "refs/heads/main", sha, "0000000000000000000000000000000000000000", false
-	}))
+	h.sendGitHub(t, "push", "e2e-"+cluster.RandomHex(8), h.githubDelivery(t, "push.none.4.json", repo, webhook.Push(sha)))
 	b := h.buildOf(t, sha)
 	waitBuild(t, h.BuildNamespace, b.Name, 2*time.Minute, func(b *v1alpha1.Build) bool {
 		return b.Status.Phase == v1alpha1.PhaseRunning || b.Status.Phase.Terminal()
@@ -516,7 +512,7 @@ func testLeaderKilled(t *testing.T, h *helmEnv) {
 	if got.Status.Phase != v1alpha1.PhaseSucceeded {
 		t.Fatalf("Build %s after the leader was killed: %s (%s)", b.Name, got.Status.Phase, got.Status.Message)
 	}
-	h.waitReports(t, sha, success)
+	h.waitReports(t, b.Name, sha, success)
 	if err := h.Kube.Get(t.Context(), client.ObjectKey{Namespace: h.release, Name: "slipway-controller"}, &lease); err == nil && lease.Spec.HolderIdentity != nil {
 		t.Logf("leader %s killed; %s took over; Build Succeeded %v later", leader, *lease.Spec.HolderIdentity, time.Since(killed).Round(time.Second))
 	}

@@ -19,7 +19,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/forge/forgetest"
 )
 
 // APIPrefix is where the fake serves the API, as GitHub Enterprise Server does; go-github's
@@ -84,22 +85,15 @@ type checkRun struct {
 	Conclusion *string        `json:"conclusion"`
 }
 
-// T is the part of testing.TB the fake uses, so that tools outside tests (make demo) can run it.
-type T interface {
-	Helper()
-	Fatal(args ...any)
-	Errorf(format string, args ...any)
-	Cleanup(f func())
-}
-
 // Server is the fake. Create it with New.
 type Server struct {
 	*httptest.Server
+	forgetest.ProblemLog
 	AppID  int64
 	Key    *rsa.PrivateKey
 	KeyPEM []byte
 
-	t      T
+	t      forgetest.T
 	spec   *Spec
 	status map[string]any // the recorded create-status response from @octokit/fixtures
 
@@ -114,18 +108,17 @@ type Server struct {
 	changed       map[string][]string
 	fault         func(Request) *Fault
 	requests      []Request
-	problems      []string
 }
 
 // New starts a fake GitHub for an App with one installation (ID 1) of acme/app, with the
 // permissions Slipway asks for. The test fails at cleanup if any request was invalid.
-func New(t T) *Server {
+func New(t forgetest.T) *Server {
 	t.Helper()
 	return NewOn(t, "127.0.0.1:0")
 }
 
 // NewOn is New listening on addr, e.g. a bridge gateway that pods reach.
-func NewOn(t T, addr string) *Server {
+func NewOn(t forgetest.T, addr string) *Server {
 	t.Helper()
 	root := repoRoot(t)
 	spec, err := LoadSpec(filepath.Join(root, "testdata", "github", "openapi", "operations.json"))
@@ -147,22 +140,11 @@ func NewOn(t T, addr string) *Server {
 	s.AddInstallation(Installation{ID: 1, Repositories: []string{"acme/app"}, Permissions: map[string]string{
 		"checks": "write", "statuses": "write", "contents": "read", "metadata": "read", "pull_requests": "read",
 	}})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}}
-	s.Start()
-	t.Cleanup(func() {
-		s.Close()
-		for _, p := range s.Problems() {
-			t.Errorf("fake GitHub: %s", p)
-		}
-	})
+	s.Server = forgetest.Start(t, "GitHub", addr, http.HandlerFunc(s.serve), &s.ProblemLog)
 	return s
 }
 
-func repoRoot(t T) string {
+func repoRoot(t forgetest.T) string {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
 		t.Fatal("locating githubtest source")
@@ -170,7 +152,7 @@ func repoRoot(t T) string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "..", "..")
 }
 
-func loadStatusFixture(t T, root string) map[string]any {
+func loadStatusFixture(t forgetest.T, root string) map[string]any {
 	data, err := os.ReadFile(filepath.Join(root, "testdata", "github", "fixtures", "create-status.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -259,13 +241,6 @@ func (s *Server) APICalls() int {
 	return n
 }
 
-// Problems lists requests GitHub would have refused as invalid.
-func (s *Server) Problems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.problems)
-}
-
 // CheckRun returns the fake's state of a check run.
 func (s *Server) CheckRun(id int64) (status, conclusion string, ok bool) {
 	s.mu.Lock()
@@ -278,19 +253,6 @@ func (s *Server) CheckRun(id int64) (status, conclusion string, ok bool) {
 		conclusion = *cr.Conclusion
 	}
 	return cr.Status, conclusion, true
-}
-
-// TakeProblems returns and forgets the problems so far, for tests that provoke them.
-func (s *Server) TakeProblems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.problems
-	s.problems = nil
-	return p
-}
-
-func (s *Server) problem(format string, args ...any) {
-	s.problems = append(s.problems, fmt.Sprintf(format, args...))
 }
 
 // serve handles one request: route, record, fault, authenticate, validate, answer.
@@ -315,13 +277,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		answer(status, map[string]any{"message": msg, "documentation_url": "https://docs.github.com/rest", "status": strconv.Itoa(status)})
 	}
 	if !strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
-		s.problem("%s %s is outside %s (GHES base URL not applied)", r.Method, r.URL.Path, APIPrefix)
+		s.Problem("%s %s is outside %s (GHES base URL not applied)", r.Method, r.URL.Path, APIPrefix)
 		message(http.StatusNotFound, "Not Found")
 		return
 	}
 	op, params, ok := s.spec.Find(r.Method, path)
 	if !ok {
-		s.problem("%s %s is not an operation in operations.json", r.Method, path)
+		s.Problem("%s %s is not an operation in operations.json", r.Method, path)
 		message(http.StatusNotFound, "Not Found")
 		return
 	}
@@ -338,12 +300,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if errs := s.spec.ValidateBody(op, body); len(errs) > 0 {
-		s.problem("%s %s (%s): %s; body %s", r.Method, path, op.ID, strings.Join(errs, "; "), body)
+		s.Problem("%s %s (%s): %s; body %s", r.Method, path, op.ID, strings.Join(errs, "; "), body)
 		message(http.StatusUnprocessableEntity, "Invalid request.\n\n"+strings.Join(errs, "\n"))
 		return
 	}
 	if accept := r.Header.Values("Accept"); len(accept) == 0 {
-		s.problem("%s %s: no Accept header", r.Method, path)
+		s.Problem("%s %s: no Accept header", r.Method, path)
 	}
 	now := s.now()
 	if op.ID == OpMintToken {
@@ -357,7 +319,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		// A token minted before its repository joined the installation is refused, as GitHub
 		// does; that is the client's state, not an invalid request.
 		if status != http.StatusNotFound {
-			s.problem("%s %s: %s", r.Method, path, msg)
+			s.Problem("%s %s: %s", r.Method, path, msg)
 		}
 		message(status, msg)
 		return
@@ -371,7 +333,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		"repos/compare-commits-with-basehead": {"contents", "read"},
 	}[op.ID]
 	if need[0] != "" && !allows(tok.perms[need[0]], need[1]) {
-		s.problem("%s %s: token lacks %s:%s (has %v)", r.Method, path, need[0], need[1], tok.perms)
+		s.Problem("%s %s: token lacks %s:%s (has %v)", r.Method, path, need[0], need[1], tok.perms)
 		message(http.StatusForbidden, "Resource not accessible by integration")
 		return
 	}
@@ -395,7 +357,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusCreated, resp)
 	case "checks/create":
 		if msg := checkRunRules(in); msg != "" {
-			s.problem("%s %s: %s", r.Method, path, msg)
+			s.Problem("%s %s: %s", r.Method, path, msg)
 			message(http.StatusUnprocessableEntity, msg)
 			return
 		}
@@ -408,12 +370,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		id, _ := strconv.ParseInt(params[2], 10, 64)
 		cr := s.checkRuns[id]
 		if cr == nil || cr.Repo != full {
-			s.problem("%s %s: no check run %d in %s", r.Method, path, id, full)
+			s.Problem("%s %s: no check run %d in %s", r.Method, path, id, full)
 			message(http.StatusNotFound, "Not Found")
 			return
 		}
 		if msg := checkRunRules(in); msg != "" {
-			s.problem("%s %s: %s", r.Method, path, msg)
+			s.Problem("%s %s: %s", r.Method, path, msg)
 			message(http.StatusUnprocessableEntity, msg)
 			return
 		}
@@ -505,7 +467,7 @@ func (s *Server) checkRunResponse(cr *checkRun, repo string) map[string]any {
 func (s *Server) mint(r *http.Request, params []string, body []byte, now time.Time, answer func(int, any), message func(int, string)) {
 	// The JWT is signed with the real clock (ghinstallation has no other), whatever the fake's.
 	if msg := s.verifyJWT(r.Header.Get("Authorization"), time.Now()); msg != "" {
-		s.problem("token mint: %s", msg)
+		s.Problem("token mint: %s", msg)
 		message(http.StatusUnauthorized, "A JSON web token could not be decoded")
 		return
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/slipway-dev/slipway/internal/forge/forgetest"
 )
 
 // Request is one request the fake received.
@@ -44,17 +45,10 @@ type Status struct {
 	State, Ref, Description, TargetURL string
 }
 
-// T is the part of testing.TB the fake uses, so that tools outside tests (make demo) can run it.
-type T interface {
-	Helper()
-	Fatal(args ...any)
-	Errorf(format string, args ...any)
-	Cleanup(f func())
-}
-
 // Server is the fake. Create it with New.
 type Server struct {
 	*httptest.Server
+	forgetest.ProblemLog
 	// Token is the PRIVATE-TOKEN the fake accepts.
 	Token string
 
@@ -65,7 +59,6 @@ type Server struct {
 	changed  map[string][]string
 	fault    func(Request) *Fault
 	requests []Request
-	problems []string
 	nextID   int
 }
 
@@ -81,29 +74,18 @@ var statusAttributes = map[string]bool{"state": true, "ref": true, "name": true,
 
 // New starts a fake GitLab with project 1 = group/app. The test fails at cleanup if any request
 // was invalid.
-func New(t T) *Server {
+func New(t forgetest.T) *Server {
 	t.Helper()
 	return NewOn(t, "127.0.0.1:0")
 }
 
 // NewOn is New listening on addr, e.g. a bridge gateway that pods reach.
-func NewOn(t T, addr string) *Server {
+func NewOn(t forgetest.T, addr string) *Server {
 	t.Helper()
 	s := &Server{Token: "glpat-test-token", projects: map[string]string{}, statuses: map[string]*Status{},
 		files: map[string]string{}, changed: map[string][]string{}, nextID: 100}
 	s.AddProject(1, "group/app")
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 10 * time.Second}}
-	s.Start()
-	t.Cleanup(func() {
-		s.Close()
-		for _, p := range s.Problems() {
-			t.Errorf("fake GitLab: %s", p)
-		}
-	})
+	s.Server = forgetest.Start(t, "GitLab", addr, http.HandlerFunc(s.serve), &s.ProblemLog)
 	return s
 }
 
@@ -160,22 +142,6 @@ func (s *Server) StatusOf(project int, sha, name string) (Status, bool) {
 	return *st, true
 }
 
-// Problems lists requests GitLab would have refused.
-func (s *Server) Problems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.problems)
-}
-
-// TakeProblems returns and forgets the problems so far, for tests that provoke them.
-func (s *Server) TakeProblems() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.problems
-	s.problems = nil
-	return p
-}
-
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	path := r.URL.EscapedPath()
@@ -194,7 +160,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	message := func(status int, msg any) { answer(status, map[string]any{"message": msg}) }
 	problem := func(format string, args ...any) {
-		s.problems = append(s.problems, fmt.Sprintf("%s %s: ", r.Method, path)+fmt.Sprintf(format, args...))
+		s.Problem("%s %s: %s", r.Method, path, fmt.Sprintf(format, args...))
 	}
 
 	var m []string
